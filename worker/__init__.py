@@ -1,0 +1,1 @@
+"""The tasks worker: applies task commands from Redis streams to the registry."""

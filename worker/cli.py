@@ -1,0 +1,79 @@
+"""`tasks-worker`: run the worker, migrate its database, print its AsyncAPI page."""
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from worker.logs import configure_logging
+from worker.migrate import upgrade_to_latest
+from worker.settings import WorkerSettings
+from worker.transport.app import build_app
+
+logger = logging.getLogger("worker.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    arguments = parser.parse_args(argv)
+    settings = WorkerSettings()
+    configure_logging(settings.log_level)
+    return int(arguments.run_command(arguments, settings))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tasks-worker",
+        description="The tasks registry worker. Configured by TASKS_* variables.",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="migrate the database, then consume")
+    run.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not touch the schema (when a separate step migrates)",
+    )
+    run.set_defaults(run_command=_run)
+
+    migrate = commands.add_parser("migrate", help="bring the schema up to date")
+    migrate.set_defaults(run_command=_migrate)
+
+    asyncapi = commands.add_parser("asyncapi", help="print the AsyncAPI document")
+    asyncapi.set_defaults(run_command=_asyncapi)
+    return parser
+
+
+def _run(arguments: argparse.Namespace, settings: WorkerSettings) -> int:
+    if not arguments.no_migrate:
+        _migrate(arguments, settings)
+    logger.info(
+        "starting worker consumer=%s batch_size=%d",
+        settings.consumer,
+        settings.batch_size,
+    )
+    asyncio.run(build_app(settings).run())
+    return 0
+
+
+def _migrate(_: argparse.Namespace, settings: WorkerSettings) -> int:
+    upgrade_to_latest(settings.database_url, settings.database_url_for_logs)
+    return 0
+
+
+def _asyncapi(_: argparse.Namespace, settings: WorkerSettings) -> int:
+    sys.stdout.write(asyncapi_document(settings) + "\n")
+    return 0
+
+
+def asyncapi_document(settings: WorkerSettings) -> str:
+    """The AsyncAPI document as committed: consumer names vary, so one stands in."""
+    documented = settings.model_copy(update={"consumer": "<host>-<pid>"})
+    specification = build_app(documented).schema.to_specification()
+    return json.dumps(specification.to_jsonable(), indent=2, sort_keys=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

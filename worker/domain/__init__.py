@@ -1,0 +1,1 @@
+"""What the registry means, free of Redis and SQL: errors and changes."""

