@@ -95,13 +95,16 @@ class WorkerRuntime:
         settings = self.settings
         if await redis_answers(settings.redis_url):
             return
-        if not (settings.embedded_redis and settings.uses_default_redis):
+        if not (settings.embedded_redis and settings.redis_is_loopback):
             raise RuntimeError(
                 f"no Redis answers at {settings.redis_url_for_logs}; start one or "
                 "set TASKS_REDIS_URL"
             )
         port = urlsplit(settings.redis_url).port or 6379
-        logger.info("no redis at %s; starting the embedded one", settings.redis_url)
+        logger.info(
+            "no redis answers at %s; starting the embedded one",
+            settings.redis_url_for_logs,
+        )
         self._embedded = EmbeddedRedis(settings.data_dir / "redis", port)
         await self._embedded.start()
 

