@@ -1,0 +1,201 @@
+"""The bus as other languages see it: real `redis-cli` entries and FastStream's own."""
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from faststream import FastStream
+from faststream.redis import RedisBroker
+from redis.asyncio import Redis
+
+from contracts import EVENTS_STREAM
+from contracts.client import TaskClient
+from contracts.errors import RequestTimeout
+from worker.settings import WorkerSettings
+from worker.transport.app import build_app
+
+BART = "hf://facebook/bart-large-cnn"
+
+
+async def redis_cli(redis_url: str, *arguments: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        "redis-cli",
+        "-u",
+        redis_url,
+        *arguments,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await process.communicate()
+    assert process.returncode == 0, stderr.decode()
+    return stdout.decode()
+
+
+class ReplyListener:
+    """`redis-cli SUBSCRIBE` on one channel, read line by line like any client would."""
+
+    def __init__(self, redis_url: str, channel: str) -> None:
+        self.redis_url = redis_url
+        self.channel = channel
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> "ReplyListener":
+        self.process = await asyncio.create_subprocess_exec(
+            "redis-cli",
+            "-u",
+            self.redis_url,
+            "SUBSCRIBE",
+            self.channel,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert await self._lines(3) == ["subscribe", self.channel, "1"]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.process is not None
+        self.process.kill()
+        await self.process.wait()
+
+    async def reply(self, timeout_s: float = 5.0) -> dict[str, Any]:
+        kind, channel, payload = await asyncio.wait_for(self._lines(3), timeout_s)
+        assert (kind, channel) == ("message", self.channel)
+        reply: dict[str, Any] = json.loads(payload)
+        return reply
+
+    async def _lines(self, count: int) -> list[str]:
+        assert self.process is not None and self.process.stdout is not None
+        return [
+            (await self.process.stdout.readline()).decode().rstrip("\n")
+            for _ in range(count)
+        ]
+
+
+async def test_plain_entries_from_redis_cli_run_the_whole_lifecycle(
+    worker: FastStream, redis_url: str
+) -> None:
+    async with ReplyListener(redis_url, "replies.svc-a") as replies:
+        create = json.dumps({"name": "summarization", "models": [BART]})
+        await redis_cli(redis_url, "XADD", "task.create", "*", "data", create,
+                        "reply_to", "replies.svc-a", "correlation_id", "7")  # fmt: skip
+        created = await replies.reply()
+
+        listing = json.dumps({"kind": "list"})
+        await redis_cli(redis_url, "XADD", "task.query", "*", "data", listing,
+                        "reply_to", "replies.svc-a", "correlation_id", "8")  # fmt: skip
+        listed = await replies.reply()
+
+        task_id = created["result"]["id"]
+        await redis_cli(redis_url, "XADD", "task.delete", "*",
+                        "data", json.dumps({"id": task_id}),
+                        "reply_to", "replies.svc-a", "correlation_id", "9")  # fmt: skip
+        deleted = await replies.reply()
+
+        get = json.dumps({"kind": "get", "id": task_id})
+        await redis_cli(redis_url, "XADD", "task.query", "*", "data", get,
+                        "reply_to", "replies.svc-a", "correlation_id", "10")  # fmt: skip
+        missing = await replies.reply()
+
+    assert created["correlation_id"] == "7" and created["ok"] is True
+    assert created["result"]["name"] == "summarization"
+    assert [task["id"] for task in listed["result"]["items"]] == [task_id]
+    assert deleted == {"correlation_id": "9", "ok": True, "result": {"id": task_id}}
+    assert missing["ok"] is False and missing["error"]["code"] == "not_found"
+
+    events = await _events(redis_url, expected=2)
+    assert [event["type"] for event in events] == ["task.created", "task.deleted"]
+    assert {event["task"]["id"] for event in events} == {task_id}
+    assert events[0]["correlation_id"] == "7"
+
+
+async def _events(redis_url: str, expected: int) -> list[dict[str, Any]]:
+    # The outbox relay appends events just after the commit; wait for them.
+    for _ in range(100):
+        output = await redis_cli(redis_url, "XRANGE", EVENTS_STREAM, "-", "+")
+        lines = output.splitlines()
+        payloads = [lines[i + 1] for i, line in enumerate(lines) if line == "data"]
+        if len(payloads) >= expected:
+            return [json.loads(payload) for payload in payloads]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"expected {expected} events, stream holds: {output}")
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        (["data", "this is not json"], "malformed"),
+        (["data", "[1, 2, 3]"], "malformed"),
+        (["payload", "{}"], "malformed"),
+        (["data", '{"name": "x", "models": [], "owner": "me"}'], "validation_error"),
+    ],
+)
+async def test_bad_entries_get_an_error_reply_and_the_worker_keeps_serving(
+    worker: FastStream, redis_url: str, redis: Redis, fields: list[str], code: str
+) -> None:
+    async with ReplyListener(redis_url, "replies.svc-b") as replies:
+        await redis_cli(redis_url, "XADD", "task.create", "*", *fields,
+                        "reply_to", "replies.svc-b")  # fmt: skip
+        refused = await replies.reply()
+
+        good = json.dumps({"name": "translation", "models": ["hf://t5-small"]})
+        await redis_cli(redis_url, "XADD", "task.create", "*", "data", good,
+                        "reply_to", "replies.svc-b")  # fmt: skip
+        accepted = await replies.reply()
+
+    assert refused["ok"] is False and refused["error"]["code"] == code
+    assert accepted["ok"] is True
+    pending = await redis.xpending("task.create", "tasks-worker")
+    assert pending["pending"] == 0
+
+
+async def test_faststream_publish_and_request_are_understood(
+    worker: FastStream, redis_url: str
+) -> None:
+    async with RedisBroker(redis_url) as broker:
+        await broker.publish(
+            {"name": "summarization", "models": [BART]}, stream="task.create"
+        )
+        for _ in range(100):
+            response = await broker.request(
+                {"kind": "models", "name": "summarization"},
+                stream="task.query",
+                correlation_id="fs-1",
+                timeout=5,
+            )
+            reply = json.loads(response.body)
+            if reply["ok"]:
+                break
+            await asyncio.sleep(0.05)
+
+    assert response.correlation_id == "fs-1"
+    assert reply == {
+        "correlation_id": "fs-1",
+        "ok": True,
+        "result": {"total": 1, "items": [BART]},
+    }
+
+
+async def test_commands_published_before_the_worker_started_are_applied(
+    redis_url: str, worker_settings: WorkerSettings
+) -> None:
+    body = json.dumps({"name": "early-bird", "models": [BART]})
+    await redis_cli(redis_url, "XADD", "task.create", "*", "data", body)
+    app = build_app(worker_settings)
+    await app.start()
+    try:
+        async with TaskClient.from_url(redis_url) as client:
+            for _ in range(100):
+                page = await client.list()
+                if page.total:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await app.stop()
+
+    assert [task.name for task in page.items] == ["early-bird"]
+
+
+async def test_a_request_without_a_worker_times_out(redis_url: str) -> None:
+    async with TaskClient.from_url(redis_url, timeout_s=0.3) as client:
+        with pytest.raises(RequestTimeout, match=r"task\.query within 0\.3s"):
+            await client.list()
