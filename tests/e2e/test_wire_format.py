@@ -32,6 +32,13 @@ async def redis_cli(redis_url: str, *arguments: str) -> str:
     return stdout.decode()
 
 
+async def xadd(redis_url: str, stream: str, body: object, **fields: str) -> None:
+    """Append a plain entry the way a service in another language would."""
+    data = body if isinstance(body, str) else json.dumps(body)
+    pairs = [part for item in fields.items() for part in item]
+    await redis_cli(redis_url, "XADD", stream, "*", "data", data, *pairs)
+
+
 class ReplyListener:
     """`redis-cli SUBSCRIBE` on one channel, read line by line like any client would."""
 
@@ -74,26 +81,29 @@ class ReplyListener:
 async def test_plain_entries_from_redis_cli_run_the_whole_lifecycle(
     worker: FastStream, redis_url: str
 ) -> None:
-    async with ReplyListener(redis_url, "replies.svc-a") as replies:
-        create = json.dumps({"name": "summarization", "models": [BART]})
-        await redis_cli(redis_url, "XADD", "task.create", "*", "data", create,
-                        "reply_to", "replies.svc-a", "correlation_id", "7")  # fmt: skip
+    channel = "replies.svc-a"
+    async with ReplyListener(redis_url, channel) as replies:
+        create = {"name": "summarization", "models": [BART]}
+        await xadd(
+            redis_url, "task.create", create, reply_to=channel, correlation_id="7"
+        )
         created = await replies.reply()
+        task_id = created["result"]["id"]
 
-        listing = json.dumps({"kind": "list"})
-        await redis_cli(redis_url, "XADD", "task.query", "*", "data", listing,
-                        "reply_to", "replies.svc-a", "correlation_id", "8")  # fmt: skip
+        listing = {"kind": "list"}
+        await xadd(
+            redis_url, "task.query", listing, reply_to=channel, correlation_id="8"
+        )
         listed = await replies.reply()
 
-        task_id = created["result"]["id"]
-        await redis_cli(redis_url, "XADD", "task.delete", "*",
-                        "data", json.dumps({"id": task_id}),
-                        "reply_to", "replies.svc-a", "correlation_id", "9")  # fmt: skip
+        delete = {"id": task_id}
+        await xadd(
+            redis_url, "task.delete", delete, reply_to=channel, correlation_id="9"
+        )
         deleted = await replies.reply()
 
-        get = json.dumps({"kind": "get", "id": task_id})
-        await redis_cli(redis_url, "XADD", "task.query", "*", "data", get,
-                        "reply_to", "replies.svc-a", "correlation_id", "10")  # fmt: skip
+        get = {"kind": "get", "id": task_id}
+        await xadd(redis_url, "task.query", get, reply_to=channel, correlation_id="10")
         missing = await replies.reply()
 
     assert created["correlation_id"] == "7" and created["ok"] is True
@@ -132,14 +142,15 @@ async def _events(redis_url: str, expected: int) -> list[dict[str, Any]]:
 async def test_bad_entries_get_an_error_reply_and_the_worker_keeps_serving(
     worker: FastStream, redis_url: str, redis: Redis, fields: list[str], code: str
 ) -> None:
-    async with ReplyListener(redis_url, "replies.svc-b") as replies:
-        await redis_cli(redis_url, "XADD", "task.create", "*", *fields,
-                        "reply_to", "replies.svc-b")  # fmt: skip
+    channel = "replies.svc-b"
+    async with ReplyListener(redis_url, channel) as replies:
+        await redis_cli(
+            redis_url, "XADD", "task.create", "*", *fields, "reply_to", channel
+        )
         refused = await replies.reply()
 
-        good = json.dumps({"name": "translation", "models": ["hf://t5-small"]})
-        await redis_cli(redis_url, "XADD", "task.create", "*", "data", good,
-                        "reply_to", "replies.svc-b")  # fmt: skip
+        good = {"name": "translation", "models": ["hf://t5-small"]}
+        await xadd(redis_url, "task.create", good, reply_to=channel)
         accepted = await replies.reply()
 
     assert refused["ok"] is False and refused["error"]["code"] == code
@@ -178,8 +189,7 @@ async def test_faststream_publish_and_request_are_understood(
 async def test_commands_published_before_the_worker_started_are_applied(
     redis_url: str, worker_settings: WorkerSettings
 ) -> None:
-    body = json.dumps({"name": "early-bird", "models": [BART]})
-    await redis_cli(redis_url, "XADD", "task.create", "*", "data", body)
+    await xadd(redis_url, "task.create", {"name": "early-bird", "models": [BART]})
     app = build_app(worker_settings)
     await app.start()
     try:
