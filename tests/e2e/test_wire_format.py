@@ -196,7 +196,7 @@ async def test_commands_published_before_the_worker_started_are_applied(
         async with TaskClient.from_url(redis_url) as client:
             for _ in range(100):
                 page = await client.list()
-                if page.total:
+                if page.items:
                     break
                 await asyncio.sleep(0.05)
     finally:
