@@ -4,6 +4,7 @@ CREATE_STREAM = "task.create"
 DELETE_STREAM = "task.delete"
 QUERY_STREAM = "task.query"
 EVENTS_STREAM = "task.events"
+DEAD_LETTER_STREAM = "task.dead-letter"
 
 COMMAND_STREAMS = (CREATE_STREAM, DELETE_STREAM, QUERY_STREAM)
 
@@ -12,3 +13,6 @@ DATA_FIELD = "data"
 REPLY_TO_FIELD = "reply_to"
 CORRELATION_ID_FIELD = "correlation_id"
 MESSAGE_ID_FIELD = "message_id"
+
+# Fields the worker adds to a dead-letter entry, next to the original entry's fields.
+DEAD_LETTER_PREFIX = "dead_letter."

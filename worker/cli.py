@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from worker.logs import configure_logging
 from worker.migrate import upgrade_to_latest
+from worker.serve import serve
 from worker.settings import WorkerSettings
 from worker.transport.app import build_app
 
@@ -47,15 +48,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(arguments: argparse.Namespace, settings: WorkerSettings) -> int:
-    if not arguments.no_migrate:
+    if settings.auto_migrate and not arguments.no_migrate:
         _migrate(arguments, settings)
     logger.info(
         "starting worker consumer=%s batch_size=%d",
         settings.consumer,
         settings.batch_size,
     )
-    asyncio.run(build_app(settings).run())
-    return 0
+    return asyncio.run(serve(settings))
 
 
 def _migrate(_: argparse.Namespace, settings: WorkerSettings) -> int:

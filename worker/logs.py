@@ -21,7 +21,15 @@ def configure_logging(level: str) -> None:
                 },
             },
             "root": {"level": level.upper(), "handlers": ["stderr"]},
-            # Alembic logs every migration step at INFO; one summary line is ours.
-            "loggers": {"alembic": {"level": "WARNING"}},
+            "loggers": {
+                # Alembic logs every migration step at INFO; one summary line is ours.
+                "alembic": {"level": "WARNING"},
+                # FastStream's per-task supervisor chatter; its errors still show.
+                "worker.broker": {"level": _at_least_warning(level)},
+            },
         }
     )
+
+
+def _at_least_warning(level: str) -> str:
+    return "DEBUG" if level.upper() == "DEBUG" else "WARNING"

@@ -2,6 +2,9 @@
 
 import asyncio
 import logging
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
@@ -10,27 +13,35 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.streams import COMMAND_STREAMS
 from worker.embedded_redis import EmbeddedRedis, redis_answers
-from worker.repository.database import create_engine, create_session_factory
+from worker.repository.database import (
+    DATABASE_UNAVAILABLE,
+    create_engine,
+    create_session_factory,
+)
 from worker.repository.unit_of_work import UnitOfWork
 from worker.service.batches import UnitOfWorkFactory
 from worker.settings import WorkerSettings
-from worker.transport.consumer import CommandConsumer
+from worker.transport.consumer import CommandConsumer, ConsumerConfig
+from worker.transport.recovery import PendingRecovery
 from worker.transport.relay import EventRelay
 
 logger = logging.getLogger(__name__)
 
+HOUSEKEEPING_INTERVAL_S = 600.0
+
 
 class WorkerRuntime:
-    """Connections, the command consumer and the event relay of one worker process."""
+    """Connections, consumer, relay and recovery of one worker process."""
 
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         self._embedded: EmbeddedRedis | None = None
         self._engine: AsyncEngine | None = None
         self._redis: Redis | None = None
-        self._relay: EventRelay | None = None
-        self._relay_task: asyncio.Task[None] | None = None
         self._consumer: CommandConsumer | None = None
+        self._relay: EventRelay | None = None
+        self._recovery: PendingRecovery | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     @property
     def consumer(self) -> CommandConsumer:
@@ -38,9 +49,18 @@ class WorkerRuntime:
             raise RuntimeError("the worker runtime has not started")
         return self._consumer
 
+    @property
+    def recovery(self) -> PendingRecovery:
+        if self._recovery is None:
+            raise RuntimeError("the worker runtime has not started")
+        return self._recovery
+
     async def start(self) -> None:
+        """Connect, then finish what earlier runs left pending, before new entries."""
         settings = self.settings
         await self._ensure_redis()
+        self._redis = Redis.from_url(settings.redis_url)
+        await create_groups(self._redis, settings.group)
 
         self._engine = create_engine(settings.database_url)
         session_factory = create_session_factory(self._engine)
@@ -48,14 +68,12 @@ class WorkerRuntime:
         def new_unit_of_work() -> UnitOfWork:
             return UnitOfWork(session_factory)
 
-        self._redis = Redis.from_url(settings.redis_url)
-        await create_groups(self._redis, settings.group)
-
-        self._start_relay(new_unit_of_work)
-        assert self._relay is not None
+        relay = self._start_relay(new_unit_of_work)
         self._consumer = CommandConsumer(
-            self._redis, new_unit_of_work, settings.group, self._relay
+            self._redis, new_unit_of_work, relay, _consumer_config(settings)
         )
+        await self._start_recovery(self._consumer)
+        self._spawn(_forget_old_commands(new_unit_of_work, settings), "housekeeping")
         logger.info(
             "worker ready group=%s consumer=%s redis=%s database=%s",
             settings.group,
@@ -66,15 +84,15 @@ class WorkerRuntime:
 
     async def stop(self) -> None:
         """Flush the outbox once more, then close everything that start opened."""
-        if self._relay is not None and self._relay_task is not None:
+        if self._recovery is not None:
+            self._recovery.stop()
+        if self._relay is not None:
             await self._relay.stop()
-            await self._relay_task
-            try:
-                await self._relay.relay_pending()
-            except Exception:
-                logger.exception(
-                    "outbox not flushed at shutdown; relayed on next start"
-                )
+        for task in self._background:
+            if task.get_name() == "housekeeping":
+                task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._flush_outbox()
 
         if self._redis is not None:
             await self._redis.aclose()
@@ -84,19 +102,47 @@ class WorkerRuntime:
             await self._embedded.stop()
         logger.info("worker stopped consumer=%s", self.settings.consumer)
 
-    def _start_relay(self, new_unit_of_work: UnitOfWorkFactory) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        self._background.append(asyncio.create_task(coroutine, name=name))
+
+    def _start_relay(self, new_unit_of_work: UnitOfWorkFactory) -> EventRelay:
         assert self._redis is not None
         self._relay = EventRelay(
             self._redis, new_unit_of_work, self.settings.events_maxlen
         )
-        self._relay_task = asyncio.create_task(self._relay.run(), name="event-relay")
+        self._spawn(self._relay.run(), "event-relay")
+        return self._relay
+
+    async def _start_recovery(self, consumer: CommandConsumer) -> None:
+        assert self._redis is not None
+        settings = self.settings
+        self._recovery = PendingRecovery(
+            self._redis,
+            consumer,
+            COMMAND_STREAMS,
+            claim_idle_ms=settings.claim_idle_ms,
+            batch_size=settings.batch_size,
+        )
+        await self._recovery.finish_own()
+        await self._recovery.claim_abandoned()
+        self._spawn(self._recovery.run(settings.claim_interval_s), "pending-recovery")
+
+    async def _flush_outbox(self) -> None:
+        if self._relay is None:
+            return
+        try:
+            await self._relay.relay_pending()
+        except Exception as error:
+            logger.warning(
+                "outbox not flushed at shutdown (%s); next start will", error
+            )
 
     async def _ensure_redis(self) -> None:
         settings = self.settings
         if await redis_answers(settings.redis_url):
             return
         if not (settings.embedded_redis and settings.redis_is_loopback):
-            raise RuntimeError(
+            raise ConnectionError(
                 f"no Redis answers at {settings.redis_url_for_logs}; start one or "
                 "set TASKS_REDIS_URL"
             )
@@ -107,6 +153,15 @@ class WorkerRuntime:
         )
         self._embedded = EmbeddedRedis(settings.data_dir / "redis", port)
         await self._embedded.start()
+
+
+def _consumer_config(settings: WorkerSettings) -> ConsumerConfig:
+    return ConsumerConfig(
+        group=settings.group,
+        consumer=settings.consumer,
+        max_deliveries=settings.max_deliveries,
+        dead_letter_maxlen=settings.dead_letter_maxlen,
+    )
 
 
 async def create_groups(redis: Redis, group: str) -> None:
@@ -121,3 +176,21 @@ async def create_groups(redis: Redis, group: str) -> None:
         except ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise
+
+
+async def _forget_old_commands(
+    new_unit_of_work: UnitOfWorkFactory, settings: WorkerSettings
+) -> None:
+    retention = timedelta(seconds=settings.processed_retention_s)
+    while True:
+        try:
+            async with new_unit_of_work() as uow:
+                forgotten = await uow.processed.forget_before(
+                    datetime.now(UTC) - retention
+                )
+                await uow.commit()
+            if forgotten:
+                logger.info("forgot processed message ids count=%d", forgotten)
+        except DATABASE_UNAVAILABLE as error:
+            logger.warning("housekeeping skipped: database unavailable (%s)", error)
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)

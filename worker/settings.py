@@ -33,7 +33,17 @@ class WorkerSettings(BaseSettings):
     batch_size: int = Field(default=100, ge=1, le=10_000)
     batch_wait_ms: int = Field(default=100, ge=1)
     events_maxlen: int = Field(default=100_000, ge=1)
+    dead_letter_maxlen: int = Field(default=100_000, ge=1)
+    # How long a processed message id is remembered, so that a redelivered or
+    # re-published copy changes nothing: a week, far beyond any claim or retry.
     processed_retention_s: int = Field(default=7 * 24 * 3600, ge=60)
+    # An entry pending this long in any consumer is taken over by a live one.
+    claim_idle_ms: int = Field(default=30_000, ge=100)
+    claim_interval_s: float = Field(default=5.0, gt=0)
+    # An entry handed out more often than this goes to the dead-letter stream.
+    max_deliveries: int = Field(default=5, ge=1)
+    shutdown_timeout_s: float = Field(default=20.0, gt=0)
+    auto_migrate: bool = True
 
     @model_validator(mode="after")
     def _default_database(self) -> "WorkerSettings":

@@ -36,6 +36,7 @@ class Command:
     message_id: str
     correlation_id: str
     body: CommandBody
+    entry_id: str = ""
 
     @property
     def changes_state(self) -> bool:

@@ -12,13 +12,20 @@ from pydantic import BaseModel, ValidationError
 from contracts import ErrorBody, ErrorCode, FieldProblem
 from worker.domain.errors import TaskError, TaskNameTaken
 
+_POISON = {ErrorCode.MALFORMED, ErrorCode.VALIDATION_ERROR, ErrorCode.INTERNAL}
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """`body` is the JSON object `{"ok": ..., "result" | "error": ...}`."""
+    """`body` is the JSON object `{"ok": ..., "result" | "error": ...}`.
+
+    `error` is set on a failure made in this process; a remembered outcome keeps
+    only its JSON.
+    """
 
     ok: bool
     body: str
+    error: ErrorBody | None = None
 
     @classmethod
     def success(cls, result: BaseModel) -> "Outcome":
@@ -26,17 +33,25 @@ class Outcome:
 
     @classmethod
     def failure(cls, error: ErrorBody) -> "Outcome":
-        return cls(False, f'{{"ok":false,"error":{error.model_dump_json()}}}')
+        body = f'{{"ok":false,"error":{error.model_dump_json()}}}'
+        return cls(False, body, error)
 
     @classmethod
     def remembered(cls, body: str) -> "Outcome":
         return cls(body.startswith('{"ok":true'), body)
 
     @property
-    def error_code(self) -> str | None:
+    def error_code(self) -> ErrorCode | None:
         if self.ok:
             return None
-        return str(orjson.loads(self.body)["error"]["code"])
+        if self.error is not None:
+            return self.error.code
+        return ErrorCode(orjson.loads(self.body)["error"]["code"])
+
+    @property
+    def is_poison(self) -> bool:
+        """Whether the entry can never succeed as written: it goes to dead letters."""
+        return self.error is not None and self.error.code in _POISON
 
     def reply(self, correlation_id: str) -> bytes:
         """The reply JSON: this outcome with the request's correlation id first."""
@@ -92,7 +107,17 @@ def internal(correlation_id: str) -> ErrorBody:
     return ErrorBody(
         code=ErrorCode.INTERNAL,
         message=(
-            "the worker failed to apply this message; its logs name correlation id "
-            f"{correlation_id}"
+            "the worker failed to apply this message and moved it to the dead-letter "
+            f"stream; its logs name correlation id {correlation_id}"
+        ),
+    )
+
+
+def exhausted(delivery_count: int, max_deliveries: int) -> ErrorBody:
+    return ErrorBody(
+        code=ErrorCode.INTERNAL,
+        message=(
+            f"delivered {delivery_count} times without being acknowledged (limit "
+            f"{max_deliveries}); moved to the dead-letter stream"
         ),
     )

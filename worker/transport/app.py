@@ -1,5 +1,6 @@
 """The FastStream application: one batch subscriber per command stream."""
 
+import asyncio
 import logging
 from typing import Annotated, Any
 
@@ -73,7 +74,23 @@ async def read_deliveries(message: StreamMessage[Any]) -> list[Delivery]:
     ]
 
 
-def build_app(settings: WorkerSettings) -> FastStream:
+class WorkerApp(FastStream):
+    """FastStream's app, which also tells when something inside asked it to exit.
+
+    FastStream stops a subscriber for good on some errors (its consumer group is gone)
+    and asks the app to exit; `worker.serve` then builds and starts a fresh one.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.exit_requested = asyncio.Event()
+
+    def exit(self) -> None:
+        super().exit()
+        self.exit_requested.set()
+
+
+def build_app(settings: WorkerSettings) -> WorkerApp:
     """The worker app; it connects to nothing until it starts."""
     runtime = WorkerRuntime(settings)
     broker = RedisBroker(
@@ -81,6 +98,8 @@ def build_app(settings: WorkerSettings) -> FastStream:
         logger=logging.getLogger("worker.broker"),
         # FastStream logs every message received and processed: DEBUG, not INFO.
         log_level=logging.DEBUG,
+        # How long stopping waits for the batch in hand to be committed and acked.
+        graceful_timeout=settings.shutdown_timeout_s,
     )
 
     def subscriber(stream: str, description: str) -> StreamBatchSubscriber:
@@ -139,7 +158,7 @@ def build_app(settings: WorkerSettings) -> FastStream:
         f"Capped near {settings.events_maxlen} entries (TASKS_EVENTS_MAXLEN).",
     )
 
-    return FastStream(
+    return WorkerApp(
         broker,
         logger=logging.getLogger("worker.app"),
         on_startup=[runtime.start],

@@ -7,20 +7,27 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from contracts import ErrorCode
+from contracts.streams import DEAD_LETTER_STREAM
 from worker.repository.database import DATABASE_UNAVAILABLE
 from worker.service.batches import Command, UnitOfWorkFactory, apply_batch
-from worker.service.outcomes import Outcome, internal
+from worker.service.outcomes import Outcome, exhausted, internal
+from worker.transport.dead_letters import dead_letter_fields
 from worker.transport.entries import Delivery, Rejection, parse_command
 from worker.transport.relay import EventRelay
 from worker.transport.replies import encode_reply
 
 logger = logging.getLogger(__name__)
 
-_PRODUCER_FAULTS = {ErrorCode.MALFORMED, ErrorCode.VALIDATION_ERROR}
-
 FIRST_RETRY_S = 0.1
 MAX_RETRY_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    group: str
+    consumer: str
+    max_deliveries: int
+    dead_letter_maxlen: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,28 +40,29 @@ class CommandConsumer:
     """Applies each batch in one transaction, then answers and acks it in one trip.
 
     Entries are acknowledged only after their transaction committed and their replies
-    were handed to Redis; while the database is unavailable the batch is retried
-    and nothing is acknowledged.
+    and dead letters were handed to Redis. While the database is unavailable the batch
+    is retried and nothing is acknowledged; an entry that fails on its own, cannot be
+    parsed, or was delivered too often goes to the dead-letter stream.
     """
 
     def __init__(
         self,
         redis: Redis,
         new_unit_of_work: UnitOfWorkFactory,
-        group: str,
         relay: EventRelay,
+        config: ConsumerConfig,
     ) -> None:
         self._redis = redis
         self._new_unit_of_work = new_unit_of_work
-        self._group = group
         self._relay = relay
+        self.config = config
 
     async def consume(self, deliveries: Sequence[Delivery]) -> None:
         """Apply, answer and acknowledge a batch read from one stream."""
         if not deliveries:
             return
 
-        parsed = [parse_command(delivery) for delivery in deliveries]
+        parsed = [self._parse(delivery) for delivery in deliveries]
         commands = [item for item in parsed if isinstance(item, Command)]
 
         outcomes = iter(await self._apply(commands))
@@ -69,9 +77,19 @@ class CommandConsumer:
 
         if any(command.changes_state for command in commands):
             self._relay.nudge()
-        _log_batch(deliveries[0].stream, answers)
+        _log_answers(answers)
+
+    def _parse(self, delivery: Delivery) -> Command | Rejection:
+        # An entry that keeps coming back has crashed or stalled every worker that
+        # took it; applying it once more would only do that again.
+        if delivery.delivery_count > self.config.max_deliveries:
+            error = exhausted(delivery.delivery_count, self.config.max_deliveries)
+            return Rejection(delivery, error)
+        return parse_command(delivery)
 
     async def _apply(self, commands: Sequence[Command]) -> list[Outcome]:
+        if not commands:
+            return []
         try:
             return await self._apply_until_committed(commands)
         except Exception:
@@ -88,7 +106,8 @@ class CommandConsumer:
             return outcome
         except Exception:
             logger.exception(
-                "command failed stream=%s message_id=%s correlation_id=%s",
+                "command failed and goes to dead letters stream=%s message_id=%s "
+                "correlation_id=%s",
                 command.stream,
                 command.message_id,
                 command.correlation_id,
@@ -111,36 +130,68 @@ class CommandConsumer:
                     delay_s,
                 )
                 await asyncio.sleep(delay_s)
+                await self._keep_claimed(commands)
                 delay_s = min(delay_s * 2, MAX_RETRY_S)
 
+    async def _keep_claimed(self, commands: Sequence[Command]) -> None:
+        # Reset the idle time of entries still in hand, so that other workers do not
+        # claim (and answer) them while this one waits for the database.
+        entry_ids: list[str | bytes | int | memoryview] = [
+            command.entry_id for command in commands
+        ]
+        try:
+            await self._redis.xclaim(
+                commands[0].stream,
+                self.config.group,
+                self.config.consumer,
+                min_idle_time=0,
+                message_ids=entry_ids,
+                justid=True,
+            )
+        except Exception as error:
+            logger.warning("could not renew the claim on in-flight entries: %s", error)
+
     async def _answer_and_ack(self, stream: str, answers: Sequence[Answer]) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
+        # One MULTI/EXEC: the replies, dead letters and acks happen all or not at all,
+        # so a crash here never acks an unanswered entry nor answers twice.
+        async with self._redis.pipeline(transaction=True) as pipe:
             for answer in answers:
-                delivery = answer.delivery
+                delivery, outcome = answer.delivery, answer.outcome
                 if delivery.reply_to:
-                    reply = answer.outcome.reply(delivery.correlation_id)
+                    reply = outcome.reply(delivery.correlation_id)
                     pipe.publish(delivery.reply_to, await encode_reply(delivery, reply))
+                if outcome.is_poison and outcome.error is not None:
+                    pipe.xadd(
+                        DEAD_LETTER_STREAM,
+                        dead_letter_fields(
+                            delivery, outcome.error, self.config.consumer
+                        ),
+                        maxlen=self.config.dead_letter_maxlen,
+                        approximate=True,
+                    )
 
             entry_ids = [answer.delivery.entry_id for answer in answers]
-            pipe.xack(stream, self._group, *entry_ids)
+            pipe.xack(stream, self.config.group, *entry_ids)
             await pipe.execute()
 
 
-def _log_batch(stream: str, answers: Sequence[Answer]) -> None:
+def _log_answers(answers: Sequence[Answer]) -> None:
     # Per message at DEBUG only: at thousands of messages a second, INFO lines would
-    # cost more than the work. Bad input is a producer's bug, worth a WARNING.
+    # cost more than the work. A dead letter needs someone to look: WARNING.
     for answer in answers:
         delivery = answer.delivery
         code = answer.outcome.error_code
-        level = logging.WARNING if code in _PRODUCER_FAULTS else logging.DEBUG
+        level = logging.WARNING if answer.outcome.is_poison else logging.DEBUG
         if logger.isEnabledFor(level):
             logger.log(
                 level,
                 "handled stream=%s entry_id=%s message_id=%s correlation_id=%s "
-                "outcome=%s",
-                stream,
+                "deliveries=%d outcome=%s%s",
+                delivery.stream,
                 delivery.entry_id,
                 delivery.message_id,
                 delivery.correlation_id,
+                delivery.delivery_count,
                 code or "ok",
+                " dead_lettered=yes" if answer.outcome.is_poison else "",
             )

@@ -46,7 +46,11 @@ class WireFormat(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One stream entry as read, before its body is validated."""
+    """One stream entry as read, before its body is validated.
+
+    `delivery_count` is how many times the group has handed this entry out, this time
+    included; `fields` are the entry as written, kept for the dead-letter stream.
+    """
 
     stream: str
     entry_id: str
@@ -55,6 +59,8 @@ class Delivery:
     reply_to: str
     correlation_id: str
     message_id: str
+    fields: dict[bytes, bytes]
+    delivery_count: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +78,12 @@ _BODY_TYPES: dict[str, TypeAdapter[Any]] = {
 }
 
 
-def read_entry(stream: str, entry_id: str, fields: dict[bytes, bytes]) -> Delivery:
+def read_entry(
+    stream: str,
+    entry_id: str,
+    fields: dict[bytes, bytes],
+    delivery_count: int = 1,
+) -> Delivery:
     """The delivery an entry carries; its ids default to the entry id."""
     body: bytes | None
     if _FASTSTREAM_FIELD in fields:
@@ -93,6 +104,8 @@ def read_entry(stream: str, entry_id: str, fields: dict[bytes, bytes]) -> Delive
         reply_to=meta.get(REPLY_TO_FIELD, ""),
         correlation_id=meta.get(CORRELATION_ID_FIELD) or message_id,
         message_id=message_id,
+        fields=fields,
+        delivery_count=delivery_count,
     )
 
 
@@ -112,6 +125,7 @@ def parse_command(delivery: Delivery) -> Command | Rejection:
 
     return Command(
         stream=delivery.stream,
+        entry_id=delivery.entry_id,
         message_id=delivery.message_id,
         correlation_id=delivery.correlation_id,
         body=body,
