@@ -132,6 +132,7 @@ class WorkerRuntime:
             return
         try:
             await self._relay.relay_pending()
+            await self._relay.release()
         except Exception as error:
             logger.warning(
                 "outbox not flushed at shutdown (%s); next start will", error

@@ -14,9 +14,11 @@ from worker.service.batches import UnitOfWorkFactory
 logger = logging.getLogger(__name__)
 
 RELAY_BATCH = 500
+RELAY_LOCK = "task.outbox.relay-lock"
+RELAY_LOCK_TTL_S = 10.0
 
 _WAITING_FOR: tuple[type[Exception], ...] = (RedisError, OSError, *DATABASE_UNAVAILABLE)
-IDLE_POLL_S = 1.0
+IDLE_POLL_S = 0.25
 MAX_BACKOFF_S = 5.0
 
 
@@ -25,6 +27,9 @@ class EventRelay:
 
     An event leaves the outbox only after Redis accepted it, so a relay that fails
     (Redis down, worker killed) sends it again later under the same `event_id`.
+    One worker at a time relays, holding a Redis lock, so that events of one task
+    reach the stream in the order their changes committed; when the holder dies,
+    another takes over once the lock expires.
     """
 
     def __init__(
@@ -38,6 +43,9 @@ class EventRelay:
         self._events_maxlen = events_maxlen
         self._wake = asyncio.Event()
         self._stopping = False
+        self._lock = redis.lock(
+            RELAY_LOCK, timeout=RELAY_LOCK_TTL_S, blocking=False, thread_local=False
+        )
 
     def nudge(self) -> None:
         """Relay soon: a transaction just committed events."""
@@ -72,13 +80,18 @@ class EventRelay:
         self._wake.set()
 
     async def relay_pending(self) -> int:
-        """Relay every event in the outbox; returns how many were appended."""
+        """Relay every event in the outbox; returns how many were appended.
+
+        Returns at once while another worker holds the relay lock; the lock is
+        renewed before every batch so that a long backlog keeps it.
+        """
         relayed = 0
-        while True:
+        while await self._hold_lock():
             count = await self._relay_some()
             relayed += count
             if count < RELAY_BATCH:
-                return relayed
+                break
+        return relayed
 
     async def _relay_some(self) -> int:
         async with self._new_unit_of_work() as uow:
@@ -101,6 +114,16 @@ class EventRelay:
 
         logger.debug("relayed events=%d", len(events))
         return len(events)
+
+    async def release(self) -> None:
+        """Let another worker relay now rather than when the lock expires."""
+        if await self._lock.owned():
+            await self._lock.release()
+
+    async def _hold_lock(self) -> bool:
+        if await self._lock.owned():
+            return bool(await self._lock.reacquire())
+        return bool(await self._lock.acquire())
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
