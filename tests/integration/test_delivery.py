@@ -1,0 +1,213 @@
+"""Delivery guarantees with a real Redis: duplicates, claims, dead letters, outbox."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from redis.asyncio import Redis
+
+from contracts import CREATE_STREAM, EVENTS_STREAM
+from contracts.client import plain_entry
+from contracts.streams import DEAD_LETTER_STREAM
+from worker.repository.unit_of_work import UnitOfWork
+from worker.runtime import create_groups
+from worker.settings import WorkerSettings
+from worker.transport.app import WorkerApp, build_app
+
+GROUP = "tasks-worker"
+PEGASUS = "hf://google/pegasus-xsum"
+
+StartWorker = Callable[..., Awaitable[WorkerApp]]
+
+
+@pytest.fixture
+async def start_worker(
+    worker_settings: WorkerSettings,
+) -> AsyncIterator[StartWorker]:
+    """Start worker apps with settings overrides; all are stopped at teardown."""
+    started: list[WorkerApp] = []
+
+    async def start(**overrides: Any) -> WorkerApp:
+        app = build_app(worker_settings.model_copy(update=overrides))
+        await app.start()
+        started.append(app)
+        return app
+
+    yield start
+
+    for app in started:
+        await app.stop()
+
+
+class Replies:
+    """One pub/sub subscription collecting replies by correlation id."""
+
+    def __init__(self, redis: Redis, channel: str) -> None:
+        self.pubsub = redis.pubsub()
+        self.channel = channel
+
+    async def __aenter__(self) -> "Replies":
+        await self.pubsub.subscribe(self.channel)
+        await self.pubsub.get_message(timeout=1.0)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.pubsub.aclose()
+
+    async def next(self, timeout_s: float = 5.0) -> dict[str, Any]:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                message = await self.pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=timeout_s
+                )
+                if message is not None:
+                    reply: dict[str, Any] = json.loads(message["data"])
+                    return reply
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[bool]], timeout_s: float = 5.0
+) -> None:
+    async with asyncio.timeout(timeout_s):
+        # Polls Redis or the database, which have nothing to await on.
+        while not await check():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+def create_body(name: str) -> dict[str, Any]:
+    return {"name": name, "models": [PEGASUS]}
+
+
+async def pending_count(redis: Redis, stream: str) -> int:
+    summary = await redis.xpending(stream, GROUP)
+    return int(summary["pending"])
+
+
+async def test_a_republished_command_changes_state_once_and_is_answered_alike(
+    start_worker: StartWorker, redis: Redis, new_unit_of_work: Callable[[], UnitOfWork]
+) -> None:
+    await start_worker()
+    entry = plain_entry(
+        create_body("xsum"), reply_to="replies.dup", message_id="retry-me"
+    )
+
+    async with Replies(redis, "replies.dup") as replies:
+        await redis.xadd(CREATE_STREAM, entry)
+        first = await replies.next()
+        await redis.xadd(CREATE_STREAM, entry)
+        second = await replies.next()
+
+    assert first["ok"] is True
+    assert second == first
+    await wait_for(lambda: _outbox_empty(new_unit_of_work))
+    assert await redis.xlen(EVENTS_STREAM) == 1
+    async with new_unit_of_work() as uow:
+        assert await uow.tasks.count() == 1
+
+
+async def _outbox_empty(new_unit_of_work: Callable[[], UnitOfWork]) -> bool:
+    async with new_unit_of_work() as uow:
+        return not await uow.outbox.oldest(1)
+
+
+async def _stream_length(redis: Redis, stream: str, at_least: int) -> bool:
+    return int(await redis.xlen(stream)) >= at_least
+
+
+async def test_a_malformed_entry_is_dead_lettered_with_its_fields_and_acked(
+    start_worker: StartWorker, redis: Redis
+) -> None:
+    await start_worker()
+
+    async with Replies(redis, "replies.poison") as replies:
+        entry_id = await redis.xadd(
+            CREATE_STREAM, {"data": "{not json", "reply_to": "replies.poison"}
+        )
+        reply = await replies.next()
+
+    assert reply["error"]["code"] == "malformed"
+    ((_, dead),) = await redis.xrange(DEAD_LETTER_STREAM)
+    assert dead[b"data"] == b"{not json"
+    assert dead[b"reply_to"] == b"replies.poison"
+    assert dead[b"dead_letter.stream"] == CREATE_STREAM.encode()
+    assert dead[b"dead_letter.entry_id"] == entry_id
+    assert dead[b"dead_letter.code"] == b"malformed"
+    assert dead[b"dead_letter.delivery_count"] == b"1"
+    assert await pending_count(redis, CREATE_STREAM) == 0
+
+
+async def test_entries_left_by_a_dead_consumer_are_claimed_and_answered(
+    start_worker: StartWorker, redis: Redis
+) -> None:
+    await create_groups(redis, GROUP)
+    entry = plain_entry(create_body("orphan"), reply_to="replies.claim")
+
+    async with Replies(redis, "replies.claim") as replies:
+        await redis.xadd(CREATE_STREAM, entry)
+        # A consumer reads the entry and dies before acknowledging it.
+        await redis.xreadgroup(GROUP, "crashed-consumer", {CREATE_STREAM: ">"})
+        await start_worker(claim_idle_ms=200, claim_interval_s=0.1)
+        reply = await replies.next()
+
+    assert reply["ok"] is True and reply["result"]["name"] == "orphan"
+    assert await pending_count(redis, CREATE_STREAM) == 0
+
+
+async def test_own_pending_entries_are_finished_on_start(
+    start_worker: StartWorker, redis: Redis
+) -> None:
+    await create_groups(redis, GROUP)
+    await redis.xadd(CREATE_STREAM, plain_entry(create_body("left-over")))
+    await redis.xreadgroup(GROUP, "steady-name", {CREATE_STREAM: ">"})
+
+    await start_worker(consumer="steady-name")
+
+    # Finished inside startup, before any new entry is read.
+    assert await pending_count(redis, CREATE_STREAM) == 0
+    assert await redis.xlen(DEAD_LETTER_STREAM) == 0
+
+
+async def test_an_entry_delivered_too_often_is_dead_lettered_not_applied(
+    start_worker: StartWorker, redis: Redis, new_unit_of_work: Callable[[], UnitOfWork]
+) -> None:
+    await create_groups(redis, GROUP)
+    entry_id = await redis.xadd(CREATE_STREAM, plain_entry(create_body("cursed")))
+    await redis.xreadgroup(GROUP, "crashed-consumer", {CREATE_STREAM: ">"})
+    await redis.xclaim(
+        CREATE_STREAM, GROUP, "crashed-consumer", 0, [entry_id], retrycount=9
+    )
+
+    await start_worker(claim_idle_ms=100, claim_interval_s=0.1, max_deliveries=5)
+    await wait_for(lambda: _stream_length(redis, DEAD_LETTER_STREAM, at_least=1))
+
+    ((_, dead),) = await redis.xrange(DEAD_LETTER_STREAM)
+    assert dead[b"dead_letter.code"] == b"internal"
+    assert int(dead[b"dead_letter.delivery_count"]) > 5
+    async with new_unit_of_work() as uow:
+        assert await uow.tasks.get_by_name("cursed") is None
+    assert await pending_count(redis, CREATE_STREAM) == 0
+
+
+async def test_events_left_in_the_outbox_are_relayed_on_start(
+    start_worker: StartWorker, redis: Redis, new_unit_of_work: Callable[[], UnitOfWork]
+) -> None:
+    event_ids = [uuid4() for _ in range(3)]
+    async with new_unit_of_work() as uow:
+        for event_id in event_ids:
+            payload = json.dumps({"event_id": str(event_id)})
+            uow.outbox.stage(event_id, EVENTS_STREAM, payload, datetime.now(UTC))
+        await uow.commit()
+
+    await start_worker()
+    await wait_for(lambda: _stream_length(redis, EVENTS_STREAM, at_least=3))
+
+    relayed = [
+        json.loads(fields[b"data"]) for _, fields in await redis.xrange(EVENTS_STREAM)
+    ]
+    assert [event["event_id"] for event in relayed] == [str(e) for e in event_ids]
+    async with new_unit_of_work() as uow:
+        assert list(await uow.outbox.oldest(10)) == []
