@@ -1,5 +1,6 @@
 """Bodies of the messages that services publish to the worker."""
 
+import re
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -13,14 +14,48 @@ MAX_MODELS = 256
 MAX_MODEL_URI_CHARS = 512
 MAX_LIST_LIMIT = 1000
 
-# `scheme://rest`, the scheme as RFC 3986 defines it, the rest without spaces.
-MODEL_URI_PATTERN = r"^[A-Za-z][A-Za-z0-9+.\-]*://\S+$"
+# Beyond what OFFSET accepts as a 64-bit integer on every database.
+MAX_SKIP = 2**63 - 1
+
+# `scheme://rest`, the scheme as RFC 3986 defines it, the rest without spaces or
+# control characters.
+MODEL_URI_PATTERN = r"^[A-Za-z][A-Za-z0-9+.\-]*://[^\s\x00-\x1f\x7f]+$"
+
+_MODEL_URI = re.compile(MODEL_URI_PATTERN)
+
+# Text holds no control characters but tab and line breaks (in descriptions):
+# PostgreSQL refuses NUL in text, and the others only garble logs and terminals.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_LAYOUT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _not_nil(task_id: UUID) -> UUID:
     if task_id.int == 0:
         raise ValueError("the nil UUID names no task")
     return task_id
+
+
+def _no_control_characters(text: str) -> str:
+    if _CONTROL.search(text):
+        raise ValueError("control characters are not allowed")
+    return text
+
+
+def _only_layout_controls(text: str) -> str:
+    if _CONTROL_BUT_LAYOUT.search(text):
+        raise ValueError(
+            "control characters other than tab and newline are not allowed"
+        )
+    return text
+
+
+def _model_uri(uri: str) -> str:
+    if not _MODEL_URI.fullmatch(uri):
+        raise ValueError(
+            "expected a model URI such as hf://facebook/bart-large-cnn: a scheme, "
+            "'://', then no spaces or control characters"
+        )
+    return uri
 
 
 def _no_duplicates(uris: list[str]) -> list[str]:
@@ -41,11 +76,14 @@ TaskName = Annotated[
         min_length=1,
         max_length=MAX_NAME_CHARS,
     ),
+    AfterValidator(_no_control_characters),
 ]
 
 ModelUri = Annotated[
     str,
-    StringConstraints(max_length=MAX_MODEL_URI_CHARS, pattern=MODEL_URI_PATTERN),
+    StringConstraints(max_length=MAX_MODEL_URI_CHARS),
+    AfterValidator(_model_uri),
+    Field(json_schema_extra={"pattern": MODEL_URI_PATTERN}),
 ]
 
 
@@ -53,9 +91,11 @@ class CreateTask(Contract):
     """Register a task and the models to evaluate for it (stream `task.create`)."""
 
     name: TaskName
-    description: Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION_CHARS)] = (
-        ""
-    )
+    description: Annotated[
+        str,
+        StringConstraints(max_length=MAX_DESCRIPTION_CHARS),
+        AfterValidator(_only_layout_controls),
+    ] = ""
     models: Annotated[
         list[ModelUri],
         Field(max_length=MAX_MODELS),
@@ -80,7 +120,7 @@ class ListTasks(Contract):
     """Ask for a page of tasks, oldest first (ties broken by id)."""
 
     kind: Literal["list"]
-    skip: Annotated[int, Field(ge=0)] = 0
+    skip: Annotated[int, Field(ge=0, le=MAX_SKIP)] = 0
     limit: Annotated[int, Field(ge=1, le=MAX_LIST_LIMIT)] = 100
 
 

@@ -17,6 +17,7 @@ from worker.repository.database import (
     DATABASE_UNAVAILABLE,
     create_engine,
     create_session_factory,
+    write_lock_for,
 )
 from worker.repository.unit_of_work import UnitOfWork
 from worker.service.batches import UnitOfWorkFactory
@@ -59,14 +60,17 @@ class WorkerRuntime:
         """Connect, then finish what earlier runs left pending, before new entries."""
         settings = self.settings
         await self._ensure_redis()
-        self._redis = Redis.from_url(settings.redis_url)
+        self._redis = Redis.from_url(
+            settings.redis_url, socket_timeout=10.0, socket_connect_timeout=5.0
+        )
         await create_groups(self._redis, settings.group)
 
         self._engine = create_engine(settings.database_url)
         session_factory = create_session_factory(self._engine)
+        write_lock = write_lock_for(self._engine)
 
         def new_unit_of_work() -> UnitOfWork:
-            return UnitOfWork(session_factory)
+            return UnitOfWork(session_factory, write_lock)
 
         relay = self._start_relay(new_unit_of_work)
         self._consumer = CommandConsumer(

@@ -1,5 +1,6 @@
 """Engines and sessions. Nothing connects until the worker starts."""
 
+import asyncio
 from typing import Any
 
 from sqlalchemy import event
@@ -36,6 +37,11 @@ def create_engine(database_url: str) -> AsyncEngine:
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _apply_sqlite_pragmas)
     return engine
+
+
+def write_lock_for(engine: AsyncEngine) -> asyncio.Lock | None:
+    """A lock for the units of work of one process, where the database needs one."""
+    return asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -1,5 +1,6 @@
 """One transaction: every repository shares one session, committed once."""
 
+import asyncio
 from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -9,17 +10,30 @@ from worker.repository.tasks import TaskRepository
 
 
 class UnitOfWork:
-    """Use as `async with uow:`; anything not committed is rolled back on exit."""
+    """Use as `async with uow:`; anything not committed is rolled back on exit.
+
+    `write_lock`, given for SQLite, makes the units of work of one process take
+    turns: SQLite has one writer at a time, and a transaction that read before
+    another committed fails when it writes; waiting here is cheaper and fairer than
+    SQLite's busy handler, which sleeps in steps of milliseconds.
+    """
 
     tasks: TaskRepository
     processed: ProcessedCommands
     outbox: Outbox
 
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        write_lock: asyncio.Lock | None = None,
+    ) -> None:
         self._session_factory = session_factory
+        self._write_lock = write_lock
         self._session: AsyncSession | None = None
 
     async def __aenter__(self) -> "UnitOfWork":
+        if self._write_lock is not None:
+            await self._write_lock.acquire()
         session = self._session_factory()
         self._session = session
         self.tasks = TaskRepository(session)
@@ -37,11 +51,18 @@ class UnitOfWork:
         self._session = None
         try:
             await session.rollback()
-        finally:
             await session.close()
+        finally:
+            if self._write_lock is not None:
+                self._write_lock.release()
 
     async def commit(self) -> None:
-        await self._require_session().commit()
+        """Write the staged bookkeeping rows, then commit everything at once."""
+        session = self._require_session()
+        await self.tasks.flush()
+        await self.processed.flush()
+        await self.outbox.flush()
+        await session.commit()
 
     async def rollback(self) -> None:
         await self._require_session().rollback()

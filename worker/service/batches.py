@@ -60,7 +60,7 @@ async def apply_batch(
 
     try:
         async with new_unit_of_work() as uow:
-            outcomes = [await _apply_once(uow, command) for command in commands]
+            outcomes = await _apply_all(uow, commands)
             await uow.commit()
             return outcomes
 
@@ -84,7 +84,7 @@ async def _apply_alone(
     for attempt in (1, 2):
         try:
             async with new_unit_of_work() as uow:
-                outcome = await _apply_once(uow, command)
+                (outcome,) = await _apply_all(uow, [command])
                 await uow.commit()
                 return outcome
         except IntegrityError:
@@ -93,12 +93,35 @@ async def _apply_alone(
     raise AssertionError("unreachable")
 
 
-async def _apply_once(uow: UnitOfWork, command: Command) -> Outcome:
-    if command.changes_state:
-        stored = await uow.processed.outcome_of(command.stream, command.message_id)
-        if stored is not None:
-            logger.debug("duplicate message_id=%s answered again", command.message_id)
-            return Outcome.remembered(stored)
+async def _apply_all(uow: UnitOfWork, commands: Sequence[Command]) -> list[Outcome]:
+    remembered = await _preload(uow, commands)
+    return [await _apply_once(uow, command, remembered) for command in commands]
+
+
+async def _preload(uow: UnitOfWork, commands: Sequence[Command]) -> dict[str, str]:
+    """Fetch what the batch will look up in a few queries; returns known outcomes.
+
+    Every command of a batch comes from one stream.
+    """
+    changing = {command.message_id for command in commands if command.changes_state}
+    remembered = await uow.processed.outcomes_of(commands[0].stream, changing)
+
+    bodies = [command.body for command in commands]
+    await uow.tasks.preload(
+        task_ids=[body.id for body in bodies if isinstance(body, DeleteTask | GetTask)],
+        names=[
+            body.name for body in bodies if isinstance(body, CreateTask | TaskModels)
+        ],
+    )
+    return remembered
+
+
+async def _apply_once(
+    uow: UnitOfWork, command: Command, remembered: dict[str, str]
+) -> Outcome:
+    if command.changes_state and command.message_id in remembered:
+        logger.debug("duplicate message_id=%s answered again", command.message_id)
+        return Outcome.remembered(remembered[command.message_id])
 
     service = TaskService(uow.tasks)
     try:
@@ -108,6 +131,7 @@ async def _apply_once(uow: UnitOfWork, command: Command) -> Outcome:
 
     if command.changes_state:
         _record(uow, command, service, outcome)
+        remembered[command.message_id] = outcome.body
     return outcome
 
 

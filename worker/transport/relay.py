@@ -94,21 +94,24 @@ class EventRelay:
         return relayed
 
     async def _relay_some(self) -> int:
+        # Read, append, then discard in a second transaction: the database is not
+        # held while Redis answers. A crash in between relays these events again.
         async with self._new_unit_of_work() as uow:
             events = await uow.outbox.oldest(RELAY_BATCH)
-            if not events:
-                return 0
+        if not events:
+            return 0
 
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for event in events:
-                    pipe.xadd(
-                        event.stream,
-                        {DATA_FIELD: event.payload},
-                        maxlen=self._events_maxlen,
-                        approximate=True,
-                    )
-                await pipe.execute()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.xadd(
+                    event.stream,
+                    {DATA_FIELD: event.payload},
+                    maxlen=self._events_maxlen,
+                    approximate=True,
+                )
+            await pipe.execute()
 
+        async with self._new_unit_of_work() as uow:
             await uow.outbox.discard([event.seq for event in events])
             await uow.commit()
 
