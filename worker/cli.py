@@ -5,15 +5,19 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 
 from worker.logs import configure_logging
 from worker.migrate import upgrade_to_latest
+from worker.repository.database import DATABASE_UNAVAILABLE
 from worker.serve import serve
 from worker.settings import WorkerSettings
 from worker.transport.app import build_app
 
 logger = logging.getLogger("worker.cli")
+
+MIGRATE_WAIT_S = 120.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,13 +53,29 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(arguments: argparse.Namespace, settings: WorkerSettings) -> int:
     if settings.auto_migrate and not arguments.no_migrate:
-        _migrate(arguments, settings)
+        _migrate_when_reachable(settings)
     logger.info(
         "starting worker consumer=%s batch_size=%d",
         settings.consumer,
         settings.batch_size,
     )
     return asyncio.run(serve(settings))
+
+
+def _migrate_when_reachable(settings: WorkerSettings) -> None:
+    # A worker may start before its database does (a fresh deployment, a reboot).
+    deadline = time.monotonic() + MIGRATE_WAIT_S
+    while True:
+        try:
+            upgrade_to_latest(settings.database_url, settings.database_url_for_logs)
+            return
+        except DATABASE_UNAVAILABLE as error:
+            if time.monotonic() > deadline:
+                raise
+            logger.warning(
+                "database unavailable for migration (%s); retrying in 2s", error
+            )
+            time.sleep(2.0)
 
 
 def _migrate(_: argparse.Namespace, settings: WorkerSettings) -> int:
