@@ -134,12 +134,21 @@ class TaskClient:
     async def start(self) -> None:
         """Subscribe to the reply channel; requests wait for this to be confirmed."""
         self._pubsub = self.redis.pubsub()
-        await self._pubsub.subscribe(self.reply_channel)
-        while True:
-            message = await self._pubsub.get_message(timeout=self.timeout_s)
-            if message is not None and message["type"] == "subscribe":
-                break
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self._subscribe(self._pubsub)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"Redis did not confirm the reply subscription within {self.timeout_s}s"
+            ) from None
         self._listener = asyncio.create_task(self._listen(self._pubsub))
+
+    async def _subscribe(self, pubsub: PubSub) -> None:
+        await pubsub.subscribe(self.reply_channel)
+        while True:
+            message = await pubsub.get_message(timeout=self.timeout_s)
+            if message is not None and message["type"] == "subscribe":
+                return
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -5,7 +5,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime
 
-from contracts._base import Contract
+from contracts._base import Published
 from contracts.replies import Task
 
 
@@ -14,7 +14,7 @@ class EventType(StrEnum):
     TASK_DELETED = "task.deleted"
 
 
-class TaskEvent(Contract):
+class TaskEvent(Published):
     """A change to the registry.
 
     `task` is the task after a create and as it was before a delete. `causation_id` is

@@ -6,10 +6,10 @@ from uuid import UUID
 
 from pydantic import AwareDatetime
 
-from contracts._base import Contract
+from contracts._base import Published
 
 
-class Task(Contract):
+class Task(Published):
     """A task as the worker stores it."""
 
     id: UUID
@@ -19,21 +19,21 @@ class Task(Contract):
     models: list[str]
 
 
-class TaskPage(Contract):
+class TaskPage(Published):
     """One page of tasks; `total` counts every stored task."""
 
     total: int
     items: list[Task]
 
 
-class ModelList(Contract):
+class ModelList(Published):
     """The model URIs registered for one task."""
 
     total: int
     items: list[str]
 
 
-class DeletedTask(Contract):
+class DeletedTask(Published):
     """The id of the task a delete removed."""
 
     id: UUID
@@ -47,7 +47,7 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal"
 
 
-class FieldProblem(Contract):
+class FieldProblem(Published):
     """What is wrong with one field; `field` is a dotted path such as `models.2`."""
 
     field: str
@@ -55,7 +55,7 @@ class FieldProblem(Contract):
     type: str
 
 
-class ErrorBody(Contract):
+class ErrorBody(Published):
     code: ErrorCode
     message: str
     details: tuple[FieldProblem, ...] = ()
@@ -64,13 +64,13 @@ class ErrorBody(Contract):
 ResultT = TypeVar("ResultT", Task, TaskPage, ModelList, DeletedTask)
 
 
-class OkReply(Contract, Generic[ResultT]):
+class OkReply(Published, Generic[ResultT]):
     correlation_id: str
     ok: Literal[True] = True
     result: ResultT
 
 
-class ErrorReply(Contract):
+class ErrorReply(Published):
     correlation_id: str
     ok: Literal[False] = False
     error: ErrorBody

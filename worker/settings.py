@@ -3,11 +3,13 @@
 import os
 import socket
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
+
+from contracts.urls import hide_password
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -59,19 +61,8 @@ class WorkerSettings(BaseSettings):
 
     @property
     def redis_url_for_logs(self) -> str:
-        return hide_redis_password(self.redis_url)
+        return hide_password(self.redis_url)
 
     @property
     def database_url_for_logs(self) -> str:
         return make_url(self.database_url).render_as_string(hide_password=True)
-
-
-def hide_redis_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -1,7 +1,8 @@
-"""The dead-letter stream: entries that can never succeed as written.
+"""Writing the dead-letter stream: entries that can never succeed as written.
 
 A dead letter keeps the original entry's fields, so that it can be fixed and
-published again, plus `dead_letter.*` fields saying where it came from and why.
+published again (`tasks dead-letters replay`), plus `dead_letter.*` fields saying
+where it came from and why (`contracts.dead_letters` reads them).
 """
 
 from datetime import UTC, datetime
@@ -32,13 +33,3 @@ def dead_letter_fields(
     for name, value in about.items():
         fields[f"{DEAD_LETTER_PREFIX}{name}"] = value
     return fields
-
-
-def original_fields(dead_letter: dict[bytes, bytes]) -> dict[FieldT, EncodableT]:
-    """The fields of the entry as first published, without the dead-letter notes."""
-    prefix = DEAD_LETTER_PREFIX.encode()
-    return {
-        name: value
-        for name, value in dead_letter.items()
-        if not name.startswith(prefix)
-    }

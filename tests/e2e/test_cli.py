@@ -1,0 +1,614 @@
+"""The `tasks` command line, run as a child process against a worker in this loop."""
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from faststream import FastStream
+from redis.asyncio import Redis
+
+from contracts.client import TaskClient
+from contracts.events import EventType, TaskEvent
+from contracts.replies import Task
+from contracts.streams import DATA_FIELD, DEAD_LETTER_STREAM, EVENTS_STREAM
+from worker.migrate import upgrade_to_latest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CLI_DEADLINE_S = 30.0
+
+TUTORIAL_MODELS = [
+    "hf://facebook/bart-large-cnn",
+    "mistral://open-mistral-7b",
+    "oai://gpt-4-turbo",
+]
+
+
+@dataclass(frozen=True)
+class CliRun:
+    exit_status: int
+    stdout: str
+    stderr: str
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return self.stderr.splitlines()
+
+
+async def run_cli(
+    *arguments: str,
+    redis_url: str | None = None,
+    variables: Mapping[str, str] | None = None,
+) -> CliRun:
+    """Run `tasks` as a child process; waiting on it keeps this loop serving."""
+    process = await _start_cli(*arguments, redis_url=redis_url, variables=variables)
+    return await _finish(process)
+
+
+async def _start_cli(
+    *arguments: str,
+    redis_url: str | None = None,
+    variables: Mapping[str, str] | None = None,
+) -> asyncio.subprocess.Process:
+    url_option = ["--redis-url", redis_url] if redis_url is not None else []
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "contracts.cli",
+        *url_option,
+        *arguments,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=PROJECT_ROOT,
+        env=_environment(variables or {}),
+    )
+
+
+async def _finish(process: asyncio.subprocess.Process) -> CliRun:
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), CLI_DEADLINE_S)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError(f"tasks did not exit within {CLI_DEADLINE_S}s") from None
+    assert process.returncode is not None
+    return CliRun(process.returncode, stdout.decode(), stderr.decode())
+
+
+def _environment(variables: Mapping[str, str]) -> dict[str, str]:
+    # The caller's TASKS_* settings must not leak into the CLI under test.
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("TASKS_")
+    }
+    return {**inherited, **variables}
+
+
+def task_lines(task: Task) -> list[str]:
+    return [
+        f"id:          {task.id}",
+        f"name:        {task.name}",
+        f"description: {task.description}".rstrip(),
+        f"created_at:  {task.created_at.isoformat()}",
+        f"models:      {task.models[0]}",
+        *(f"             {uri}" for uri in task.models[1:]),
+    ]
+
+
+def an_event(name: str, event_type: EventType = EventType.TASK_CREATED) -> TaskEvent:
+    return TaskEvent(
+        event_id=uuid4(),
+        type=event_type,
+        occurred_at=datetime(2024, 5, 1, 12, 30, tzinfo=UTC),
+        correlation_id=uuid4().hex,
+        causation_id=uuid4().hex,
+        task=Task(
+            id=uuid4(),
+            name=name,
+            description="",
+            created_at=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
+            models=["hf://t5-small"],
+        ),
+    )
+
+
+def event_line(event: TaskEvent) -> str:
+    return (
+        f"{event.occurred_at.isoformat()}  {event.type}  "
+        f"{event.task.id}  {event.task.name}"
+    )
+
+
+async def append_events(redis: Redis, *events: TaskEvent) -> list[str]:
+    """Append events as the worker's relay does; returns their entry ids."""
+    entry_ids = []
+    for event in events:
+        entry_id = await redis.xadd(
+            EVENTS_STREAM, {DATA_FIELD: event.model_dump_json()}
+        )
+        entry_ids.append(entry_id.decode())
+    return entry_ids
+
+
+async def wait_until_reading_events(redis: Redis, redis_url: str) -> None:
+    """Return once a client of this test's database blocks in XREAD."""
+    database = redis_url.rsplit("/", 1)[-1]
+    async with asyncio.timeout(10):
+        while True:
+            clients = await redis.client_list()
+            if any(
+                client["cmd"] == "xread" and client["db"] == database
+                for client in clients
+            ):
+                return
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """A migrated SQLite file: here the CLI is under test, not the database."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'tasks.db'}"
+    upgrade_to_latest(url, "sqlite")
+    return url
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port held bound but not listening, so connecting is refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as bound:
+        bound.bind(("127.0.0.1", 0))
+        yield bound.getsockname()[1]
+
+
+@pytest.fixture
+async def summarization(client: TaskClient) -> AsyncIterator[Task]:
+    yield await client.create("summarization", TUTORIAL_MODELS, "News summaries")
+
+
+async def test_create_prints_the_new_task_as_aligned_fields(
+    client: TaskClient, redis_url: str
+) -> None:
+    run = await run_cli(
+        "create",
+        "summarization",
+        *("-m", TUTORIAL_MODELS[0], "--model", TUTORIAL_MODELS[1]),
+        *("--description", "News summaries"),
+        redis_url=redis_url,
+    )
+
+    [stored] = (await client.list()).items
+    assert (run.exit_status, run.stderr) == (0, "")
+    assert run.stdout.splitlines() == task_lines(stored)
+    assert stored.models == TUTORIAL_MODELS[:2]
+
+
+async def test_create_with_json_prints_the_task_json(
+    client: TaskClient, redis_url: str
+) -> None:
+    run = await run_cli(
+        "--json", "create", "translation", "-m", "hf://t5-small", redis_url=redis_url
+    )
+
+    printed = Task.model_validate_json(run.stdout)
+    assert run.exit_status == 0
+    assert printed == await client.get(printed.id)
+    assert printed.description == ""
+
+
+async def test_get_prints_the_task_as_aligned_fields(
+    summarization: Task, redis_url: str
+) -> None:
+    run = await run_cli("get", str(summarization.id), redis_url=redis_url)
+
+    assert run.exit_status == 0
+    assert run.stdout.splitlines() == task_lines(summarization)
+
+
+async def test_get_with_json_prints_the_task_json(
+    summarization: Task, redis_url: str
+) -> None:
+    run = await run_cli("--json", "get", str(summarization.id), redis_url=redis_url)
+
+    assert run.exit_status == 0
+    assert Task.model_validate_json(run.stdout) == summarization
+
+
+async def test_list_prints_a_table_and_the_total(
+    client: TaskClient, redis_url: str
+) -> None:
+    first = await client.create("summarization", TUTORIAL_MODELS)
+    second = await client.create("qa", ["hf://deepset/roberta-base-squad2"])
+    await client.create("translation", ["hf://t5-small"])
+
+    run = await run_cli("list", "--limit", "2", redis_url=redis_url)
+
+    header, *rows, total = run.stdout.splitlines()
+    assert run.exit_status == 0
+    assert header.split() == ["ID", "NAME", "MODELS", "CREATED"]
+    assert [row.split()[:3] for row in rows] == [
+        [str(first.id), "summarization", "3"],
+        [str(second.id), "qa", "1"],
+    ]
+    assert rows[1].index("qa") == header.index("NAME")
+    assert total == "2 shown, 3 in total"
+
+
+async def test_list_with_json_prints_the_page_json(
+    client: TaskClient, redis_url: str
+) -> None:
+    await client.create("summarization", TUTORIAL_MODELS)
+    second = await client.create("qa", ["hf://deepset/roberta-base-squad2"])
+
+    run = await run_cli("--json", "list", "--skip", "1", redis_url=redis_url)
+
+    page = json.loads(run.stdout)
+    assert run.exit_status == 0
+    assert page["total"] == 2
+    assert [item["id"] for item in page["items"]] == [str(second.id)]
+
+
+async def test_list_of_an_empty_registry_shows_only_the_total(
+    worker: FastStream, redis_url: str
+) -> None:
+    run = await run_cli("list", redis_url=redis_url)
+
+    assert run.exit_status == 0
+    assert run.stdout.splitlines()[-1] == "0 shown, 0 in total"
+
+
+async def test_models_prints_one_uri_per_line(
+    summarization: Task, redis_url: str
+) -> None:
+    run = await run_cli("models", "summarization", redis_url=redis_url)
+
+    assert run.exit_status == 0
+    assert run.stdout.splitlines() == TUTORIAL_MODELS
+
+
+async def test_models_with_json_prints_the_model_list_json(
+    summarization: Task, redis_url: str
+) -> None:
+    run = await run_cli("--json", "models", "summarization", redis_url=redis_url)
+
+    assert run.exit_status == 0
+    assert json.loads(run.stdout) == {"total": 3, "items": TUTORIAL_MODELS}
+
+
+async def test_delete_confirms_the_deleted_id(
+    summarization: Task, redis_url: str
+) -> None:
+    run = await run_cli("delete", str(summarization.id), redis_url=redis_url)
+
+    assert run.exit_status == 0
+    assert run.stdout == f"deleted {summarization.id}\n"
+
+
+async def test_delete_with_json_prints_the_deleted_id_json(
+    summarization: Task, client: TaskClient, redis_url: str
+) -> None:
+    run = await run_cli("--json", "delete", str(summarization.id), redis_url=redis_url)
+
+    assert run.exit_status == 0
+    assert json.loads(run.stdout) == {"id": str(summarization.id)}
+    assert (await client.list()).total == 0
+
+
+async def test_tutorial_walkthrough_ends_with_the_deleted_task_not_found(
+    worker: FastStream, redis_url: str
+) -> None:
+    model_options = [part for uri in TUTORIAL_MODELS for part in ("-m", uri)]
+    created = await run_cli(
+        "--json", "create", "summarization", *model_options, redis_url=redis_url
+    )
+    task_id = json.loads(created.stdout)["id"]
+
+    listed = await run_cli("list", redis_url=redis_url)
+    models = await run_cli("models", "summarization", redis_url=redis_url)
+    fetched = await run_cli("get", task_id, redis_url=redis_url)
+    deleted = await run_cli("delete", task_id, redis_url=redis_url)
+    fetched_again = await run_cli("get", task_id, redis_url=redis_url)
+
+    assert [created.exit_status, listed.exit_status, models.exit_status] == [0, 0, 0]
+    assert task_id in listed.stdout
+    assert listed.stdout.splitlines()[-1] == "1 shown, 1 in total"
+    assert models.stdout.splitlines() == TUTORIAL_MODELS
+    assert fetched.stdout.splitlines()[0] == f"id:          {task_id}"
+    assert (deleted.exit_status, deleted.stdout) == (0, f"deleted {task_id}\n")
+    [refusal] = fetched_again.stderr_lines
+    assert (fetched_again.exit_status, fetched_again.stdout) == (1, "")
+    assert refusal.startswith("tasks: not_found: ")
+    assert task_id in refusal
+
+
+async def test_an_invalid_model_uri_exits_1_naming_the_field(
+    client: TaskClient, redis_url: str
+) -> None:
+    run = await run_cli(
+        "create", "summarization", "-m", "hf://ok", "-m", "bart", redis_url=redis_url
+    )
+
+    [line] = run.stderr_lines
+    assert (run.exit_status, run.stdout) == (1, "")
+    assert line.startswith("tasks: validation_error: ")
+    assert "models.1: " in line
+    assert (await client.list()).total == 0
+
+
+async def test_a_taken_name_exits_1_with_a_conflict(
+    summarization: Task, redis_url: str
+) -> None:
+    run = await run_cli("create", "summarization", "-m", "hf://x", redis_url=redis_url)
+
+    [line] = run.stderr_lines
+    assert (run.exit_status, run.stdout) == (1, "")
+    assert line.startswith("tasks: conflict: ")
+    assert "'summarization'" in line
+
+
+async def test_a_request_without_a_worker_exits_3_with_a_timeout(
+    redis_url: str,
+) -> None:
+    run = await run_cli("--timeout", "0.3", "list", redis_url=redis_url)
+
+    [line] = run.stderr_lines
+    assert (run.exit_status, run.stdout) == (3, "")
+    assert line.startswith("tasks: timeout: no reply on task.query within 0.3s")
+
+
+async def test_unreachable_redis_exits_3_with_one_line_and_no_traceback(
+    silent_port: int,
+) -> None:
+    url = f"redis://127.0.0.1:{silent_port}/0"
+
+    run = await run_cli("--timeout", "2", "get", str(uuid4()), redis_url=url)
+
+    [line] = run.stderr_lines
+    assert (run.exit_status, run.stdout) == (3, "")
+    assert line.startswith(f"tasks: cannot reach Redis at {url}: ")
+
+
+async def test_events_at_an_unreachable_redis_exit_3(silent_port: int) -> None:
+    url = f"redis://127.0.0.1:{silent_port}/0"
+
+    run = await run_cli("events", redis_url=url)
+
+    [line] = run.stderr_lines
+    assert run.exit_status == 3
+    assert line.startswith(f"tasks: cannot reach Redis at {url}: ")
+
+
+async def test_a_password_in_the_redis_url_is_hidden(silent_port: int) -> None:
+    url = f"redis://reader:s3cret@127.0.0.1:{silent_port}/0?password=s3cret"
+
+    run = await run_cli("list", redis_url=url)
+
+    assert run.exit_status == 3
+    assert "s3cret" not in run.stderr
+    assert f"redis://reader:***@127.0.0.1:{silent_port}/0?password=***" in run.stderr
+
+
+async def test_the_redis_url_defaults_to_tasks_redis_url(
+    summarization: Task, redis_url: str
+) -> None:
+    variables = {"TASKS_REDIS_URL": redis_url}
+
+    run = await run_cli("models", "summarization", variables=variables)
+
+    assert run.exit_status == 0
+    assert run.stdout.splitlines() == TUTORIAL_MODELS
+
+
+async def test_events_count_2_prints_the_create_and_the_delete(
+    summarization: Task, client: TaskClient, redis_url: str
+) -> None:
+    await client.delete(summarization.id)
+
+    # The relay appends events after the reply, so wait for them rather than race.
+    run = await run_cli("events", "--follow", "--count", "2", redis_url=redis_url)
+
+    created, deleted = (line.split("  ") for line in run.stdout.splitlines())
+    assert run.exit_status == 0
+    assert created[1:] == ["task.created", str(summarization.id), "summarization"]
+    assert deleted[1:] == ["task.deleted", str(summarization.id), "summarization"]
+    assert datetime.fromisoformat(created[0]).utcoffset() is not None
+
+
+async def test_events_with_json_print_one_event_object_per_line(
+    summarization: Task, client: TaskClient, redis_url: str
+) -> None:
+    await client.delete(summarization.id)
+
+    run = await run_cli(
+        "--json", "events", "--follow", "--count", "2", redis_url=redis_url
+    )
+
+    events = [TaskEvent.model_validate_json(line) for line in run.stdout.splitlines()]
+    assert run.exit_status == 0
+    assert [event.type for event in events] == [
+        EventType.TASK_CREATED,
+        EventType.TASK_DELETED,
+    ]
+    assert {event.task.id for event in events} == {summarization.id}
+
+
+async def test_events_follow_waits_for_an_event_still_to_come(
+    client: TaskClient, redis: Redis, redis_url: str
+) -> None:
+    follower = await _start_cli(
+        "events", "--follow", "--count", "1", redis_url=redis_url
+    )
+    await wait_until_reading_events(redis, redis_url)
+
+    task = await client.create("summarization", TUTORIAL_MODELS)
+
+    run = await _finish(follower)
+    [line] = run.stdout.splitlines()
+    assert run.exit_status == 0
+    assert line.endswith(f"  task.created  {task.id}  summarization")
+
+
+async def test_events_follow_keeps_waiting_longer_than_the_timeout(
+    redis: Redis, redis_url: str
+) -> None:
+    follower = await _start_cli(
+        "--timeout", "0.2", "events", "--follow", "--count", "1", redis_url=redis_url
+    )
+    await wait_until_reading_events(redis, redis_url)
+
+    # Past the timeout plus one blocking read, so the follower has read again.
+    await asyncio.sleep(1.5)
+    await append_events(redis, event := an_event("summarization"))
+
+    run = await _finish(follower)
+    assert (run.exit_status, run.stderr) == (0, "")
+    assert run.stdout.splitlines() == [event_line(event)]
+
+
+async def test_events_without_follow_stop_at_the_end_of_the_stream(
+    redis: Redis, redis_url: str
+) -> None:
+    first, second = an_event("summarization"), an_event("qa", EventType.TASK_DELETED)
+    await append_events(redis, first, second)
+
+    run = await run_cli("events", redis_url=redis_url)
+
+    assert (run.exit_status, run.stderr) == (0, "")
+    assert run.stdout.splitlines() == [event_line(first), event_line(second)]
+
+
+async def test_events_from_an_entry_id_start_after_that_entry(
+    redis: Redis, redis_url: str
+) -> None:
+    events = [an_event(f"task-{index}") for index in range(4)]
+    entry_ids = await append_events(redis, *events)
+
+    run = await run_cli(
+        "--json", "events", "--from", entry_ids[1], "--count", "1", redis_url=redis_url
+    )
+
+    assert run.exit_status == 0
+    assert [json.loads(line) for line in run.stdout.splitlines()] == [
+        json.loads(events[2].model_dump_json())
+    ]
+
+
+async def test_an_unreadable_event_entry_is_skipped_with_a_warning(
+    redis: Redis, redis_url: str
+) -> None:
+    event = an_event("summarization")
+    broken_id = (await redis.xadd(EVENTS_STREAM, {DATA_FIELD: "not json"})).decode()
+    await append_events(redis, event)
+
+    run = await run_cli("events", redis_url=redis_url)
+
+    assert run.exit_status == 0
+    assert run.stdout.splitlines() == [event_line(event)]
+    assert run.stderr_lines == [
+        f"tasks: skipped entry {broken_id}: its data is not a task event"
+    ]
+
+
+async def test_unprintable_characters_are_shown_escaped_on_one_line(
+    client: TaskClient, redis_url: str
+) -> None:
+    # U+009B is the one-byte terminal escape (CSI); the contract lets it through.
+    task = await client.create("evil\x9b2Jname", ["hf://t5-small"], "one\ntwo")
+
+    listed = await run_cli("list", redis_url=redis_url)
+    fetched = await run_cli("get", str(task.id), redis_url=redis_url)
+
+    assert "\x9b" not in listed.stdout + fetched.stdout
+    assert "evil\\x9b2Jname" in listed.stdout
+    assert "description: one\\ntwo" in fetched.stdout.splitlines()
+
+
+async def test_help_lists_the_exit_statuses() -> None:
+    run = await run_cli("--help")
+
+    assert run.exit_status == 0
+    assert "exit status:" in run.stdout
+    for status in ("0", "1", "2", "3"):
+        assert f"\n  {status}  " in run.stdout
+
+
+async def test_a_create_without_a_model_is_a_usage_error() -> None:
+    run = await run_cli("create", "summarization")
+
+    assert (run.exit_status, run.stdout) == (2, "")
+    assert "the following arguments are required: -m/--model" in run.stderr
+
+
+async def test_a_timeout_that_is_not_positive_is_a_usage_error() -> None:
+    run = await run_cli("--timeout", "0", "list")
+
+    assert run.exit_status == 2
+    assert "argument --timeout" in run.stderr
+
+
+async def _wait_for_dead_letters(redis: Redis, count: int) -> None:
+    async with asyncio.timeout(5):
+        # Dead letters are written with the reply; poll until they are there.
+        while await redis.xlen(DEAD_LETTER_STREAM) < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+async def test_dead_letters_list_shows_where_an_entry_came_from_and_why(
+    client: TaskClient, redis: Redis, redis_url: str
+) -> None:
+    entry_id = await redis.xadd("task.create", {"data": "{oops"})
+    await _wait_for_dead_letters(redis, 1)
+
+    readable = await run_cli("dead-letters", "list", redis_url=redis_url)
+    as_json = await run_cli("--json", "dead-letters", "list", redis_url=redis_url)
+
+    assert readable.exit_status == 0, readable.stderr
+    (line,) = readable.stdout.splitlines()
+    assert "task.create" in line and "malformed" in line and "deliveries=1" in line
+    (document,) = [json.loads(row) for row in as_json.stdout.splitlines()]
+    ((letter_id, _),) = await redis.xrange(DEAD_LETTER_STREAM)
+    assert document["id"] == letter_id.decode()
+    assert document["stream"] == "task.create"
+    assert document["entry_id"] == entry_id.decode()
+    assert document["code"] == "malformed"
+    assert document["fields"] == {"data": "{oops"}
+
+
+async def test_dead_letters_replay_republishes_the_original_fields_once(
+    client: TaskClient, redis: Redis, redis_url: str
+) -> None:
+    # A create that was dead-lettered after too many deliveries, now worth a retry.
+    body = json.dumps({"name": "second-chance", "models": ["hf://t5-small"]})
+    letter_id = await redis.xadd(
+        DEAD_LETTER_STREAM,
+        {
+            "data": body,
+            "dead_letter.stream": "task.create",
+            "dead_letter.code": "internal",
+            "dead_letter.delivery_count": "6",
+        },
+    )
+
+    replayed = await run_cli(
+        "dead-letters", "replay", letter_id.decode(), redis_url=redis_url
+    )
+    again = await run_cli(
+        "dead-letters", "replay", letter_id.decode(), redis_url=redis_url
+    )
+
+    assert replayed.exit_status == 0, replayed.stderr
+    assert replayed.stdout.startswith("task.create ")
+    assert again.exit_status == 1
+    assert "not_found" in again.stderr
+    async with asyncio.timeout(5):
+        while not (await client.list()).items:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    assert [task.name for task in (await client.list()).items] == ["second-chance"]
+    assert await redis.xlen(DEAD_LETTER_STREAM) == 0
