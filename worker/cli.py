@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from worker.logs import configure_logging
 from worker.migrate import upgrade_to_latest
-from worker.repository.database import DATABASE_UNAVAILABLE
+from worker.repository.database import database_unavailable
 from worker.serve import serve
 from worker.settings import WorkerSettings
 from worker.transport.app import build_app
@@ -69,8 +69,8 @@ def _migrate_when_reachable(settings: WorkerSettings) -> None:
         try:
             upgrade_to_latest(settings.database_url, settings.database_url_for_logs)
             return
-        except DATABASE_UNAVAILABLE as error:
-            if time.monotonic() > deadline:
+        except Exception as error:
+            if not database_unavailable(error) or time.monotonic() > deadline:
                 raise
             logger.warning(
                 "database unavailable for migration (%s); retrying in 2s", error

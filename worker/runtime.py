@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts.streams import COMMAND_STREAMS
 from worker.embedded_redis import EmbeddedRedis, redis_answers
 from worker.repository.database import (
-    DATABASE_UNAVAILABLE,
     create_engine,
     create_session_factory,
+    database_unavailable,
     write_lock_for,
 )
 from worker.repository.unit_of_work import UnitOfWork
@@ -79,7 +79,7 @@ class WorkerRuntime:
         await self._start_recovery(self._consumer)
         self._spawn(_forget_old_commands(new_unit_of_work, settings), "housekeeping")
         logger.info(
-            "worker ready group=%s consumer=%s redis=%s database=%s",
+            "worker connected group=%s consumer=%s redis=%s database=%s",
             settings.group,
             settings.consumer,
             settings.redis_url_for_logs,
@@ -166,6 +166,7 @@ def _consumer_config(settings: WorkerSettings) -> ConsumerConfig:
         consumer=settings.consumer,
         max_deliveries=settings.max_deliveries,
         dead_letter_maxlen=settings.dead_letter_maxlen,
+        claim_idle_ms=settings.claim_idle_ms,
     )
 
 
@@ -196,6 +197,8 @@ async def _forget_old_commands(
                 await uow.commit()
             if forgotten:
                 logger.info("forgot processed message ids count=%d", forgotten)
-        except DATABASE_UNAVAILABLE as error:
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
             logger.warning("housekeeping skipped: database unavailable (%s)", error)
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)

@@ -5,6 +5,7 @@ import logging
 import os
 import signal
 
+from contracts.streams import COMMAND_STREAMS
 from worker.settings import WorkerSettings
 from worker.transport.app import WorkerApp, build_app
 
@@ -54,6 +55,7 @@ async def serve(settings: WorkerSettings) -> int:
             continue
 
         delay_s = FIRST_RETRY_S
+        logger.info("worker ready: consuming %s", ", ".join(COMMAND_STREAMS))
         await _until_exit(app, signals)
         if not await _stop(app, settings.shutdown_timeout_s):
             return 1

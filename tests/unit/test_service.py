@@ -34,8 +34,8 @@ class FakeTaskStore:
         matches = (r for r in self._records.values() if r.name == name)
         return next(matches, None)
 
-    async def delete(self, record: TaskRecord) -> None:
-        del self._records[record.id]
+    async def delete(self, record: TaskRecord) -> bool:
+        return self._records.pop(record.id, None) is not None
 
     async def page(self, skip: int, limit: int) -> Sequence[TaskRecord]:
         ordered = sorted(self._records.values(), key=lambda r: (r.created_at, r.id))

@@ -29,9 +29,13 @@ class Repository(Generic[RecordT]):
         """The record with this primary key, or None."""
         return await self.session.get(self.record_type, key)
 
-    async def delete(self, record: RecordT) -> None:
-        """Stage the removal of a record loaded in this session."""
+    async def delete(self, record: RecordT) -> bool:
+        """Stage the removal of a record loaded in this session; returns True.
+
+        Subclasses that delete at once return whether a row was there to delete.
+        """
         await self.session.delete(record)
+        return True
 
     async def list(
         self,

@@ -5,7 +5,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -49,11 +49,22 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-# Errors after which the same transaction may succeed later: the database is down,
-# restarting, unreachable or (SQLite) locked by another writer for too long.
-DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
-    OperationalError,
-    InterfaceError,
-    ConnectionError,
-    TimeoutError,
-)
+# SQLSTATE classes after which the same transaction may succeed later: connection
+# exceptions, insufficient resources, the server shutting down or starting, and
+# serialization failures or deadlocks that a retry resolves.
+_TRANSIENT_SQLSTATES = ("08", "53", "57P", "40001", "40P01")
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether `error` means "try again later" rather than "this will never work".
+
+    The database may be down, restarting, unreachable or (SQLite) locked by another
+    writer for too long; asyncpg reports a server shutting down as a plain DBAPI
+    error, recognised by its SQLSTATE.
+    """
+    if isinstance(error, OperationalError | InterfaceError | OSError | TimeoutError):
+        return True
+    if isinstance(error, DBAPIError):
+        sqlstate = str(getattr(error.orig, "sqlstate", "") or "")
+        return error.connection_invalidated or sqlstate.startswith(_TRANSIENT_SQLSTATES)
+    return False

@@ -2,7 +2,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from worker.repository.base import Repository
@@ -18,7 +18,7 @@ class TaskStore(Protocol):
 
     async def get_by_name(self, name: str) -> TaskRecord | None: ...
 
-    async def delete(self, record: TaskRecord) -> None: ...
+    async def delete(self, record: TaskRecord) -> bool: ...
 
     async def page(self, skip: int, limit: int) -> Sequence[TaskRecord]: ...
 
@@ -82,10 +82,17 @@ class TaskRepository(Repository[TaskRecord]):
         await self.flush()
         return await super().count()
 
-    async def delete(self, record: TaskRecord) -> None:
+    async def delete(self, record: TaskRecord) -> bool:
+        """Delete now; False when a concurrent transaction deleted the task first.
+
+        The DELETE runs at once rather than at flush so that its row count is known:
+        two workers may both load a task and then race to delete it.
+        """
         self._by_name[record.name] = None
         self._deleted.add(record.id)
-        await super().delete(record)
+        query = delete(TaskRecord).where(TaskRecord.id == record.id)
+        result = await self.session.execute(query)
+        return bool(getattr(result, "rowcount", 0))
 
     async def get_by_name(self, name: str) -> TaskRecord | None:
         """The task with this name (a unique index lookup), or None."""

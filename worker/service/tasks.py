@@ -63,7 +63,8 @@ class TaskService:
         record = await self._load(task_id)
         task = task_view(record)
 
-        await self.tasks.delete(record)
+        if not await self.tasks.delete(record):
+            raise TaskNotFound(task_id)
 
         self.changes.append(TaskChange(EventType.TASK_DELETED, task))
         return DeletedTask(id=task_id)

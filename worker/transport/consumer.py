@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from contracts.streams import DEAD_LETTER_STREAM
-from worker.repository.database import DATABASE_UNAVAILABLE
+from worker.repository.database import database_unavailable
 from worker.service.batches import Command, UnitOfWorkFactory, apply_batch
 from worker.service.outcomes import Outcome, exhausted, internal
+from worker.transport.claims import Claims
 from worker.transport.dead_letters import dead_letter_fields
 from worker.transport.entries import Delivery, Rejection, parse_command
 from worker.transport.relay import EventRelay
@@ -28,12 +29,14 @@ class ConsumerConfig:
     consumer: str
     max_deliveries: int
     dead_letter_maxlen: int
+    claim_idle_ms: int
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
     delivery: Delivery
     outcome: Outcome
+    changed_state: bool = False
 
 
 class CommandConsumer:
@@ -56,28 +59,36 @@ class CommandConsumer:
         self._new_unit_of_work = new_unit_of_work
         self._relay = relay
         self.config = config
+        self._claims = Claims(
+            redis, config.group, config.consumer, config.claim_idle_ms
+        )
 
     async def consume(self, deliveries: Sequence[Delivery]) -> None:
         """Apply, answer and acknowledge a batch read from one stream."""
         if not deliveries:
             return
 
+        stream = deliveries[0].stream
+        entry_ids = [delivery.entry_id for delivery in deliveries]
+        async with self._claims.holding(stream, entry_ids):
+            answers = await self._answers(deliveries)
+            await self._answer_and_ack(stream, answers)
+
+        if any(answer.changed_state for answer in answers):
+            self._relay.nudge()
+        _log_answers(answers)
+
+    async def _answers(self, deliveries: Sequence[Delivery]) -> list[Answer]:
         parsed = [self._parse(delivery) for delivery in deliveries]
         commands = [item for item in parsed if isinstance(item, Command)]
 
         outcomes = iter(await self._apply(commands))
-        answers = [
+        return [
             Answer(item.delivery, Outcome.failure(item.error))
             if isinstance(item, Rejection)
-            else Answer(delivery, next(outcomes))
+            else Answer(delivery, next(outcomes), item.changes_state)
             for delivery, item in zip(deliveries, parsed, strict=True)
         ]
-
-        await self._answer_and_ack(deliveries[0].stream, answers)
-
-        if any(command.changes_state for command in commands):
-            self._relay.nudge()
-        _log_answers(answers)
 
     def _parse(self, delivery: Delivery) -> Command | Rejection:
         # An entry that keeps coming back has crashed or stalled every worker that
@@ -121,7 +132,9 @@ class CommandConsumer:
         while True:
             try:
                 return await apply_batch(self._new_unit_of_work, commands)
-            except DATABASE_UNAVAILABLE as error:
+            except Exception as error:
+                if not database_unavailable(error):
+                    raise
                 logger.warning(
                     "database unavailable (%s); batch of %d commands waits, "
                     "retry in %.1fs",
@@ -130,32 +143,29 @@ class CommandConsumer:
                     delay_s,
                 )
                 await asyncio.sleep(delay_s)
-                await self._keep_claimed(commands)
                 delay_s = min(delay_s * 2, MAX_RETRY_S)
 
-    async def _keep_claimed(self, commands: Sequence[Command]) -> None:
-        # Reset the idle time of entries still in hand, so that other workers do not
-        # claim (and answer) them while this one waits for the database.
-        entry_ids: list[str | bytes | int | memoryview] = [
-            command.entry_id for command in commands
-        ]
-        try:
-            await self._redis.xclaim(
-                commands[0].stream,
-                self.config.group,
-                self.config.consumer,
-                min_idle_time=0,
-                message_ids=entry_ids,
-                justid=True,
-            )
-        except Exception as error:
-            logger.warning("could not renew the claim on in-flight entries: %s", error)
-
     async def _answer_and_ack(self, stream: str, answers: Sequence[Answer]) -> None:
+        # An entry claimed away while this worker was frozen is answered by the
+        # worker that took it (from the stored outcome): answering it here too
+        # would send two replies.
+        held = await self._claims.still_held(
+            stream, [answer.delivery.entry_id for answer in answers]
+        )
+        mine = [answer for answer in answers if answer.delivery.entry_id in held]
+        if len(mine) < len(answers):
+            logger.warning(
+                "entries claimed by another consumer meanwhile count=%d stream=%s",
+                len(answers) - len(mine),
+                stream,
+            )
+        if not mine:
+            return
+
         # One MULTI/EXEC: the replies, dead letters and acks happen all or not at all,
         # so a crash here never acks an unanswered entry nor answers twice.
         async with self._redis.pipeline(transaction=True) as pipe:
-            for answer in answers:
+            for answer in mine:
                 delivery, outcome = answer.delivery, answer.outcome
                 if delivery.reply_to:
                     reply = outcome.reply(delivery.correlation_id)
@@ -170,7 +180,7 @@ class CommandConsumer:
                         approximate=True,
                     )
 
-            entry_ids = [answer.delivery.entry_id for answer in answers]
+            entry_ids = [answer.delivery.entry_id for answer in mine]
             pipe.xack(stream, self.config.group, *entry_ids)
             await pipe.execute()
 

@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from contracts.streams import DATA_FIELD
-from worker.repository.database import DATABASE_UNAVAILABLE
+from worker.repository.database import database_unavailable
 from worker.service.batches import UnitOfWorkFactory
 
 logger = logging.getLogger(__name__)
@@ -17,7 +17,6 @@ RELAY_BATCH = 500
 RELAY_LOCK = "task.outbox.relay-lock"
 RELAY_LOCK_TTL_S = 10.0
 
-_WAITING_FOR: tuple[type[Exception], ...] = (RedisError, OSError, *DATABASE_UNAVAILABLE)
 IDLE_POLL_S = 0.25
 MAX_BACKOFF_S = 5.0
 
@@ -60,18 +59,16 @@ class EventRelay:
                 backoff_s = 0.1
                 await self._sleep(IDLE_POLL_S)
 
-            except _WAITING_FOR as error:
-                logger.warning(
-                    "event relay waiting: %s unavailable (%s); retry in %.1fs",
-                    "redis" if isinstance(error, RedisError | OSError) else "database",
+            except Exception as error:
+                level, waiting_for = _diagnose(error)
+                logger.log(
+                    level,
+                    "event relay waiting: %s (%s); retry in %.1fs",
+                    waiting_for,
                     error,
                     backoff_s,
+                    exc_info=level >= logging.ERROR,
                 )
-                await self._sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
-
-            except Exception:
-                logger.exception("event relay failed; retry in %.1fs", backoff_s)
                 await self._sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
 
@@ -132,3 +129,12 @@ class EventRelay:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
         self._wake.clear()
+
+
+def _diagnose(error: Exception) -> tuple[int, str]:
+    """How loudly to log a relay failure, and what the relay is waiting for."""
+    if isinstance(error, RedisError):
+        return logging.WARNING, "redis unavailable"
+    if database_unavailable(error):
+        return logging.WARNING, "database unavailable"
+    return logging.ERROR, "unexpected failure"
