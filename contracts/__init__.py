@@ -5,14 +5,16 @@ contract over Redis so that callers never build entries by hand.
 """
 
 from contracts.commands import (
+    AuditEvents,
     CreateTask,
     DeleteTask,
     GetTask,
     ListTasks,
+    TaskHistory,
     TaskModels,
     TaskQuery,
 )
-from contracts.events import EventType, TaskEvent
+from contracts.events import EventPage, EventType, TaskEvent
 from contracts.replies import (
     DeletedTask,
     ErrorBody,
@@ -36,12 +38,14 @@ __all__ = [
     "DELETE_STREAM",
     "EVENTS_STREAM",
     "QUERY_STREAM",
+    "AuditEvents",
     "CreateTask",
     "DeleteTask",
     "DeletedTask",
     "ErrorBody",
     "ErrorCode",
     "ErrorReply",
+    "EventPage",
     "EventType",
     "FieldProblem",
     "GetTask",
@@ -50,6 +54,7 @@ __all__ = [
     "OkReply",
     "Task",
     "TaskEvent",
+    "TaskHistory",
     "TaskModels",
     "TaskPage",
     "TaskQuery",

@@ -474,15 +474,17 @@ def format_deleted(deleted: DeletedTask) -> str:
 
 
 def format_event(event: TaskEvent) -> str:
-    """An event as one line: when, what happened, to which task id and name."""
-    return "  ".join(
-        (
-            event.occurred_at.isoformat(),
-            event.type.value,
-            str(event.task.id),
-            _printable(event.task.name),
-        )
-    )
+    """An event as one line: seq, when, what happened, to which task, and why."""
+    subject = "-" if event.task_id is None else str(event.task_id)
+    if event.task is not None:
+        detail = _printable(event.task.name)
+    elif event.reason is not None:
+        detail = f"{event.reason.code}: {_printable(event.reason.message)}"
+    else:
+        detail = ""
+    source = f"source={_printable(event.source)}" if event.source else ""
+    fields = (str(event.seq), event.occurred_at.isoformat(), event.type.value)
+    return "  ".join(part for part in (*fields, subject, detail, source) if part)
 
 
 def _refusal_text(refusal: TaskRequestError) -> str:

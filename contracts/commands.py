@@ -7,6 +7,7 @@ from uuid import UUID
 from pydantic import AfterValidator, Field, StringConstraints
 
 from contracts._base import Contract
+from contracts.events import EventType
 
 MAX_NAME_CHARS = 200
 MAX_DESCRIPTION_CHARS = 2000
@@ -131,8 +132,24 @@ class TaskModels(Contract):
     name: TaskName
 
 
+class TaskHistory(Contract):
+    """Ask for the audited events of one task, oldest first."""
+
+    kind: Literal["history"]
+    id: TaskId
+
+
+class AuditEvents(Contract):
+    """Ask for a page of the audit log after `after_seq`, optionally of one type."""
+
+    kind: Literal["events"]
+    after_seq: Annotated[int, Field(ge=0, le=MAX_SKIP)] = 0
+    limit: Annotated[int, Field(ge=1, le=MAX_LIST_LIMIT)] = 100
+    type: EventType | None = None
+
+
 TaskQuery = Annotated[
-    GetTask | ListTasks | TaskModels,
+    GetTask | ListTasks | TaskModels | TaskHistory | AuditEvents,
     Field(discriminator="kind"),
 ]
 """Body of a message on stream `task.query`."""

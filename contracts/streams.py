@@ -13,6 +13,8 @@ DATA_FIELD = "data"
 REPLY_TO_FIELD = "reply_to"
 CORRELATION_ID_FIELD = "correlation_id"
 MESSAGE_ID_FIELD = "message_id"
+# Optional: the name of the service that published the command, kept in the audit log.
+SOURCE_FIELD = "source"
 
 # Fields the worker adds to a dead-letter entry, next to the original entry's fields.
 DEAD_LETTER_PREFIX = "dead_letter."

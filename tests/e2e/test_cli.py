@@ -104,25 +104,31 @@ def task_lines(task: Task) -> list[str]:
 
 
 def an_event(name: str, event_type: EventType = EventType.TASK_CREATED) -> TaskEvent:
+    task = Task(
+        id=uuid4(),
+        name=name,
+        description="",
+        created_at=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
+        models=["hf://t5-small"],
+    )
     return TaskEvent(
+        seq=7,
         event_id=uuid4(),
         type=event_type,
         occurred_at=datetime(2024, 5, 1, 12, 30, tzinfo=UTC),
         correlation_id=uuid4().hex,
         causation_id=uuid4().hex,
-        task=Task(
-            id=uuid4(),
-            name=name,
-            description="",
-            created_at=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
-            models=["hf://t5-small"],
-        ),
+        task_id=task.id,
+        task=task,
+        prev_hash="0" * 64,
+        hash="f" * 64,
     )
 
 
 def event_line(event: TaskEvent) -> str:
+    assert event.task is not None
     return (
-        f"{event.occurred_at.isoformat()}  {event.type}  "
+        f"{event.seq}  {event.occurred_at.isoformat()}  {event.type}  "
         f"{event.task.id}  {event.task.name}"
     )
 
@@ -416,9 +422,10 @@ async def test_events_count_2_prints_the_create_and_the_delete(
 
     created, deleted = (line.split("  ") for line in run.stdout.splitlines())
     assert run.exit_status == 0
-    assert created[1:] == ["task.created", str(summarization.id), "summarization"]
-    assert deleted[1:] == ["task.deleted", str(summarization.id), "summarization"]
-    assert datetime.fromisoformat(created[0]).utcoffset() is not None
+    assert created[2:] == ["task.created", str(summarization.id), "summarization"]
+    assert deleted[2:] == ["task.deleted", str(summarization.id), "summarization"]
+    assert datetime.fromisoformat(created[1]).utcoffset() is not None
+    assert int(deleted[0]) == int(created[0]) + 1
 
 
 async def test_events_with_json_print_one_event_object_per_line(

@@ -94,11 +94,22 @@ async def stored_tasks(new_unit_of_work: UnitOfWorkFactory) -> dict[str, UUID]:
         return {record.name: record.id for record in await uow.tasks.page(0, 1000)}
 
 
-async def staged_events(new_unit_of_work: UnitOfWorkFactory) -> list[TaskEvent]:
+async def staged_log(new_unit_of_work: UnitOfWorkFactory) -> list[TaskEvent]:
+    """Every event waiting in the outbox: changes and rejections, in log order."""
     async with new_unit_of_work() as uow:
         staged = await uow.outbox.oldest(1000)
         assert {event.stream for event in staged} <= {EVENTS_STREAM}
         return [TaskEvent.model_validate_json(event.payload) for event in staged]
+
+
+async def staged_events(new_unit_of_work: UnitOfWorkFactory) -> list[TaskEvent]:
+    """The change events waiting in the outbox."""
+    return [e for e in await staged_log(new_unit_of_work) if e.type.is_change]
+
+
+async def staged_rejections(new_unit_of_work: UnitOfWorkFactory) -> list[TaskEvent]:
+    """The rejection events waiting in the outbox."""
+    return [e for e in await staged_log(new_unit_of_work) if not e.type.is_change]
 
 
 async def processed_count(new_unit_of_work: UnitOfWorkFactory) -> int:
@@ -285,17 +296,24 @@ class TestOutbox:
         assert deleted_event.task == created_event.task
         assert created_event.occurred_at.utcoffset() is not None
 
-    async def test_refused_commands_stage_no_event(
+    async def test_refused_commands_stage_a_rejection_and_no_change(
         self, new_unit_of_work: UnitOfWorkFactory
     ) -> None:
         await created_id(new_unit_of_work, "ravioli")
+        missing_id = uuid4()
 
         taken = await apply_one(new_unit_of_work, create("ravioli", "msg-again"))
-        unknown = await apply_one(new_unit_of_work, delete(uuid4(), "msg-nothing"))
+        unknown = await apply_one(new_unit_of_work, delete(missing_id, "msg-nothing"))
 
         assert taken.error_code == "conflict"
         assert unknown.error_code == "not_found"
         assert len(await staged_events(new_unit_of_work)) == 1
+        conflict, not_found = await staged_rejections(new_unit_of_work)
+        assert conflict.type == "task.create_rejected"
+        assert conflict.reason is not None and conflict.reason.code == "conflict"
+        assert conflict.causation_id == "msg-again"
+        assert not_found.type == "task.delete_rejected"
+        assert not_found.task_id == missing_id
         assert await processed_count(new_unit_of_work) == 3
 
     async def test_queries_leave_no_processed_row_and_no_event(

@@ -4,7 +4,16 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
-from sqlalchemy import JSON, DateTime, Dialect, Index, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Index,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -78,3 +87,39 @@ class OutboxEvent(Record):
     stream: Mapped[str] = mapped_column(String(200))
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class AuditRecord(Record):
+    """One event of the audit log; `payload` is the event JSON exactly as hashed."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_task_id_seq", "task_id", "seq"),
+        Index("ix_audit_log_type_seq", "type", "seq"),
+        Index("ix_audit_log_occurred_at", "occurred_at"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    event_id: Mapped[UUID] = mapped_column(unique=True)
+    type: Mapped[str] = mapped_column(String(50))
+    occurred_at: Mapped[datetime]
+    task_id: Mapped[UUID | None]
+    source: Mapped[str | None] = mapped_column(String(200))
+    payload: Mapped[str] = mapped_column(Text)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Record):
+    """The end of the chain (one row): the last seq and hash, locked while appending.
+
+    `first_seq` and `first_prev_hash` say where the kept chain starts once a
+    retention pass has removed older events.
+    """
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    first_seq: Mapped[int] = mapped_column(BigInteger)
+    first_prev_hash: Mapped[str] = mapped_column(String(64))

@@ -5,6 +5,7 @@ from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from worker.repository.audit import AuditLog
 from worker.repository.commands import Outbox, ProcessedCommands
 from worker.repository.tasks import TaskRepository
 
@@ -21,6 +22,7 @@ class UnitOfWork:
     tasks: TaskRepository
     processed: ProcessedCommands
     outbox: Outbox
+    audit: AuditLog
 
     def __init__(
         self,
@@ -39,6 +41,7 @@ class UnitOfWork:
         self.tasks = TaskRepository(session)
         self.processed = ProcessedCommands(session)
         self.outbox = Outbox(session)
+        self.audit = AuditLog(session, self.outbox)
         return self
 
     async def __aexit__(
@@ -61,6 +64,8 @@ class UnitOfWork:
         session = self._require_session()
         await self.tasks.flush()
         await self.processed.flush()
+        # Last before the commit: the audit head stays locked until it.
+        await self.audit.append()
         await self.outbox.flush()
         await session.commit()
 

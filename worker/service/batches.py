@@ -4,28 +4,41 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 
 from contracts import (
-    EVENTS_STREAM,
+    CREATE_STREAM,
+    AuditEvents,
     CreateTask,
     DeleteTask,
+    ErrorBody,
+    EventPage,
+    EventType,
     GetTask,
     ListTasks,
-    TaskEvent,
+    TaskHistory,
     TaskModels,
 )
 from worker.domain.errors import TaskError
+from worker.repository.audit import EventDraft
 from worker.repository.unit_of_work import UnitOfWork
 from worker.service.outcomes import Outcome, refused
 from worker.service.tasks import TaskService
 
 logger = logging.getLogger(__name__)
 
-CommandBody = CreateTask | DeleteTask | GetTask | ListTasks | TaskModels
+CommandBody = (
+    CreateTask
+    | DeleteTask
+    | GetTask
+    | ListTasks
+    | TaskModels
+    | TaskHistory
+    | AuditEvents
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,30 +50,46 @@ class Command:
     correlation_id: str
     body: CommandBody
     entry_id: str = ""
+    source: str | None = None
 
     @property
     def changes_state(self) -> bool:
         return isinstance(self.body, CreateTask | DeleteTask)
 
 
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A create or delete refused before it could be applied: audited, once."""
+
+    stream: str
+    message_id: str
+    correlation_id: str
+    error: ErrorBody
+    source: str | None = None
+
+
 UnitOfWorkFactory = Callable[[], UnitOfWork]
 
 
 async def apply_batch(
-    new_unit_of_work: UnitOfWorkFactory, commands: Sequence[Command]
+    new_unit_of_work: UnitOfWorkFactory,
+    commands: Sequence[Command],
+    rejected: Sequence[Rejected] = (),
 ) -> list[Outcome]:
     """The outcome of every command, in order, all committed in one transaction.
 
-    When the commit fails on a unique key (another worker created the same name
+    `rejected` entries of the same batch are audited in that transaction too. When
+    the commit fails on a unique key (another worker created the same name
     meanwhile), the commands are applied again one transaction each, so that only
     the command that lost the race is refused.
     """
-    if not commands:
+    if not commands and not rejected:
         return []
 
     try:
         async with new_unit_of_work() as uow:
             outcomes = await _apply_all(uow, commands)
+            await _audit_rejections(uow, rejected)
             await uow.commit()
             return outcomes
 
@@ -73,7 +102,11 @@ async def apply_batch(
             len(commands),
         )
 
-    return [await _apply_alone(new_unit_of_work, command) for command in commands]
+    outcomes = [await _apply_alone(new_unit_of_work, command) for command in commands]
+    async with new_unit_of_work() as uow:
+        await _audit_rejections(uow, rejected)
+        await uow.commit()
+    return outcomes
 
 
 async def _apply_alone(
@@ -94,6 +127,8 @@ async def _apply_alone(
 
 
 async def _apply_all(uow: UnitOfWork, commands: Sequence[Command]) -> list[Outcome]:
+    if not commands:
+        return []
     remembered = await _preload(uow, commands)
     return [await _apply_once(uow, command, remembered) for command in commands]
 
@@ -125,7 +160,7 @@ async def _apply_once(
 
     service = TaskService(uow.tasks)
     try:
-        outcome = Outcome.success(await _dispatch(service, command.body))
+        outcome = Outcome.success(await _dispatch(uow, service, command.body))
     except TaskError as error:
         outcome = Outcome.failure(refused(error))
 
@@ -135,7 +170,9 @@ async def _apply_once(
     return outcome
 
 
-async def _dispatch(service: TaskService, body: CommandBody) -> BaseModel:
+async def _dispatch(
+    uow: UnitOfWork, service: TaskService, body: CommandBody
+) -> BaseModel:
     match body:
         case CreateTask():
             return await service.create_task(body)
@@ -147,6 +184,11 @@ async def _dispatch(service: TaskService, body: CommandBody) -> BaseModel:
             return await service.list_tasks(skip, limit)
         case TaskModels(name=name):
             return await service.task_models(name)
+        case TaskHistory(id=task_id):
+            events = await uow.audit.history(task_id)
+            return EventPage(items=events, last_seq=events[-1].seq if events else 0)
+        case AuditEvents(after_seq=after_seq, limit=limit, type=event_type):
+            return await uow.audit.page(after_seq, limit, event_type)
 
 
 def _record(
@@ -156,19 +198,57 @@ def _record(
     uow.processed.remember(command.stream, command.message_id, outcome.body, now)
 
     for change in service.changes:
-        event = TaskEvent(
-            event_id=uuid4(),
-            type=change.type,
-            occurred_at=now,
-            correlation_id=command.correlation_id,
-            causation_id=command.message_id,
-            task=change.task,
+        uow.audit.record(
+            EventDraft(
+                event_id=uuid4(),
+                type=change.type,
+                occurred_at=now,
+                correlation_id=command.correlation_id,
+                causation_id=command.message_id,
+                source=command.source,
+                task_id=change.task.id,
+                task=change.task,
+            )
         )
-        uow.outbox.stage(event.event_id, EVENTS_STREAM, event.model_dump_json(), now)
-        logger.debug(
-            "staged %s task_id=%s name=%r correlation_id=%s",
-            change.type,
-            change.task.id,
-            change.task.name,
-            command.correlation_id,
-        )
+    if outcome.error is not None:
+        task_id = command.body.id if isinstance(command.body, DeleteTask) else None
+        uow.audit.record(_rejection(command.stream, command, outcome.error, task_id))
+
+
+async def _audit_rejections(uow: UnitOfWork, rejected: Sequence[Rejected]) -> None:
+    if not rejected:
+        return
+    message_ids = {entry.message_id for entry in rejected}
+    already = await uow.processed.outcomes_of(rejected[0].stream, message_ids)
+
+    now = datetime.now(UTC)
+    for entry in rejected:
+        if entry.message_id in already:
+            continue
+        already[entry.message_id] = ""
+        outcome = Outcome.failure(entry.error)
+        uow.processed.remember(entry.stream, entry.message_id, outcome.body, now)
+        uow.audit.record(_rejection(entry.stream, entry, entry.error, None))
+
+
+def _rejection(
+    stream: str,
+    command: Command | Rejected,
+    error: ErrorBody,
+    task_id: UUID | None,
+) -> EventDraft:
+    rejected_type = (
+        EventType.TASK_CREATE_REJECTED
+        if stream == CREATE_STREAM
+        else EventType.TASK_DELETE_REJECTED
+    )
+    return EventDraft(
+        event_id=uuid4(),
+        type=rejected_type,
+        occurred_at=datetime.now(UTC),
+        correlation_id=command.correlation_id,
+        causation_id=command.message_id,
+        source=command.source,
+        task_id=task_id,
+        reason=error,
+    )

@@ -7,9 +7,14 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from contracts.streams import DEAD_LETTER_STREAM
+from contracts.streams import DEAD_LETTER_STREAM, QUERY_STREAM
 from worker.repository.database import database_unavailable
-from worker.service.batches import Command, UnitOfWorkFactory, apply_batch
+from worker.service.batches import (
+    Command,
+    Rejected,
+    UnitOfWorkFactory,
+    apply_batch,
+)
 from worker.service.outcomes import Outcome, exhausted, internal
 from worker.transport.claims import Claims
 from worker.transport.dead_letters import dead_letter_fields
@@ -81,8 +86,14 @@ class CommandConsumer:
     async def _answers(self, deliveries: Sequence[Delivery]) -> list[Answer]:
         parsed = [self._parse(delivery) for delivery in deliveries]
         commands = [item for item in parsed if isinstance(item, Command)]
+        # Refused queries change nothing and leave no trace but their dead letter.
+        rejected = [
+            _audited(item)
+            for item in parsed
+            if isinstance(item, Rejection) and item.delivery.stream != QUERY_STREAM
+        ]
 
-        outcomes = iter(await self._apply(commands))
+        outcomes = iter(await self._apply(commands, rejected))
         return [
             Answer(item.delivery, Outcome.failure(item.error))
             if isinstance(item, Rejection)
@@ -98,18 +109,36 @@ class CommandConsumer:
             return Rejection(delivery, error)
         return parse_command(delivery)
 
-    async def _apply(self, commands: Sequence[Command]) -> list[Outcome]:
-        if not commands:
+    async def _apply(
+        self, commands: Sequence[Command], rejected: Sequence[Rejected]
+    ) -> list[Outcome]:
+        if not commands and not rejected:
             return []
         try:
-            return await self._apply_until_committed(commands)
+            return await self._apply_until_committed(commands, rejected)
         except Exception:
             logger.exception(
-                "batch failed stream=%s commands=%d; applying one at a time",
-                commands[0].stream,
+                "batch failed commands=%d rejected=%d; applying one at a time",
                 len(commands),
+                len(rejected),
             )
-        return [await self._apply_isolated(command) for command in commands]
+        outcomes = [await self._apply_isolated(command) for command in commands]
+        await self._audit_isolated(rejected)
+        return outcomes
+
+    async def _audit_isolated(self, rejected: Sequence[Rejected]) -> None:
+        if not rejected:
+            return
+        try:
+            await self._apply_until_committed([], rejected)
+        except Exception:
+            # Their dead letters and replies still go out: the entries are not lost,
+            # only missing from the audit log, which this line reports.
+            logger.exception(
+                "rejected entries not audited count=%d message_ids=%s",
+                len(rejected),
+                ",".join(entry.message_id for entry in rejected),
+            )
 
     async def _apply_isolated(self, command: Command) -> Outcome:
         try:
@@ -126,20 +155,20 @@ class CommandConsumer:
             return Outcome.failure(internal(command.correlation_id))
 
     async def _apply_until_committed(
-        self, commands: Sequence[Command]
+        self, commands: Sequence[Command], rejected: Sequence[Rejected] = ()
     ) -> list[Outcome]:
         delay_s = FIRST_RETRY_S
         while True:
             try:
-                return await apply_batch(self._new_unit_of_work, commands)
+                return await apply_batch(self._new_unit_of_work, commands, rejected)
             except Exception as error:
                 if not database_unavailable(error):
                     raise
                 logger.warning(
-                    "database unavailable (%s); batch of %d commands waits, "
+                    "database unavailable (%s); batch of %d entries waits, "
                     "retry in %.1fs",
                     error,
-                    len(commands),
+                    len(commands) + len(rejected),
                     delay_s,
                 )
                 await asyncio.sleep(delay_s)
@@ -183,6 +212,17 @@ class CommandConsumer:
             entry_ids = [answer.delivery.entry_id for answer in mine]
             pipe.xack(stream, self.config.group, *entry_ids)
             await pipe.execute()
+
+
+def _audited(rejection: Rejection) -> Rejected:
+    delivery = rejection.delivery
+    return Rejected(
+        stream=delivery.stream,
+        message_id=delivery.message_id,
+        correlation_id=delivery.correlation_id,
+        error=rejection.error,
+        source=delivery.source,
+    )
 
 
 def _log_answers(answers: Sequence[Answer]) -> None:

@@ -27,6 +27,7 @@ from contracts.streams import (
     DATA_FIELD,
     MESSAGE_ID_FIELD,
     REPLY_TO_FIELD,
+    SOURCE_FIELD,
 )
 from worker.service.batches import Command, CommandBody
 from worker.service.outcomes import invalid, malformed
@@ -61,6 +62,7 @@ class Delivery:
     message_id: str
     fields: dict[bytes, bytes]
     delivery_count: int = 1
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,7 @@ def read_entry(
         message_id=message_id,
         fields=fields,
         delivery_count=delivery_count,
+        source=meta.get(SOURCE_FIELD) or None,
     )
 
 
@@ -126,6 +129,7 @@ def parse_command(delivery: Delivery) -> Command | Rejection:
     return Command(
         stream=delivery.stream,
         entry_id=delivery.entry_id,
+        source=delivery.source,
         message_id=delivery.message_id,
         correlation_id=delivery.correlation_id,
         body=body,
@@ -142,6 +146,8 @@ def _envelope_problem(delivery: Delivery) -> str | None:
         )
     if len(delivery.message_id) > MAX_ID_CHARS:
         return f"`{MESSAGE_ID_FIELD}` is longer than {MAX_ID_CHARS} characters"
+    if delivery.source is not None and len(delivery.source) > MAX_ID_CHARS:
+        return f"`{SOURCE_FIELD}` is longer than {MAX_ID_CHARS} characters"
     return None
 
 
