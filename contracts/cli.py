@@ -10,8 +10,8 @@ import math
 import os
 import re
 import sys
-from collections.abc import Sequence
-from typing import cast
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -33,6 +33,8 @@ from contracts.urls import hide_password
 PROG = "tasks"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_URL_VARIABLE = "TASKS_REDIS_URL"
+SOURCE_VARIABLE = "TASKS_SOURCE"
+DEFAULT_SOURCE = "tasks-cli"
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -61,15 +63,24 @@ TABLE_HEADER = ("ID", "NAME", "MODELS", "CREATED")
 MODELS_COLUMN = TABLE_HEADER.index("MODELS")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one `tasks` command line; returns the exit status."""
-    arguments = _parser().parse_args(argv)
+AddCommands = Callable[[Any], None]
+
+
+def main(
+    argv: Sequence[str] | None = None, more_commands: AddCommands | None = None
+) -> int:
+    """Run one `tasks` command line; returns the exit status.
+
+    `more_commands` adds subcommands (the worker adds `audit`); a command may
+    return an exit status of its own.
+    """
+    arguments = _parser(more_commands).parse_args(argv)
     # The outcome is reported once, below; the client's retry warnings would only
     # add lines that scripts reading stderr do not expect.
     logging.basicConfig(level=logging.ERROR, format=f"{PROG}: %(name)s: %(message)s")
 
     try:
-        asyncio.run(arguments.command(arguments))
+        status = asyncio.run(arguments.command(arguments))
     except TaskRequestError as refusal:
         return _fail(EXIT_REFUSED, f"{refusal.code}: {_refusal_text(refusal)}")
     except RequestTimeout as error:
@@ -86,10 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(EXIT_REFUSED, f"not_found: {error}")
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    return EXIT_OK
+    return int(status or EXIT_OK)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(more_commands: AddCommands | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Create, read and delete tasks held by the tasks worker.",
@@ -115,7 +126,17 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print results as JSON (events: one JSON object per line)",
     )
-    _add_commands(parser.add_subparsers(required=True, metavar="COMMAND"))
+    parser.add_argument(
+        "--source",
+        default=os.environ.get(SOURCE_VARIABLE, DEFAULT_SOURCE),
+        metavar="NAME",
+        help="who is asking, as recorded in the audit log "
+        f"(default: ${SOURCE_VARIABLE} or {DEFAULT_SOURCE})",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    _add_commands(commands)
+    if more_commands is not None:
+        more_commands(commands)
     return parser
 
 
@@ -156,6 +177,12 @@ def _add_commands(
     delete = commands.add_parser("delete", help="remove a task")
     delete.add_argument("id", metavar="ID", help="the task's id")
     delete.set_defaults(command=_delete)
+
+    history = commands.add_parser(
+        "history", help="show the audited events of one task, oldest first"
+    )
+    history.add_argument("id", metavar="ID", help="the task's id")
+    history.set_defaults(command=_history)
 
     _add_events_command(commands)
     _add_dead_letter_commands(commands)
@@ -249,8 +276,10 @@ def _positive_int(text: str) -> int:
     return number
 
 
-def _task_client(arguments: argparse.Namespace) -> TaskClient:
-    return TaskClient(_redis(arguments), timeout_s=arguments.timeout)
+def task_client(arguments: argparse.Namespace) -> TaskClient:
+    return TaskClient(
+        _redis(arguments), timeout_s=arguments.timeout, source=arguments.source
+    )
 
 
 def _redis(arguments: argparse.Namespace, blocking_s: float = 0.0) -> Redis:
@@ -263,7 +292,7 @@ def _redis(arguments: argparse.Namespace, blocking_s: float = 0.0) -> Redis:
 
 
 async def _create(arguments: argparse.Namespace) -> None:
-    async with _task_client(arguments) as tasks:
+    async with task_client(arguments) as tasks:
         task = await tasks.create(
             arguments.name, arguments.models, arguments.description
         )
@@ -271,27 +300,37 @@ async def _create(arguments: argparse.Namespace) -> None:
 
 
 async def _get(arguments: argparse.Namespace) -> None:
-    async with _task_client(arguments) as tasks:
+    async with task_client(arguments) as tasks:
         task = await tasks.get(arguments.id)
     _print_result(arguments, task, format_task(task))
 
 
 async def _list(arguments: argparse.Namespace) -> None:
-    async with _task_client(arguments) as tasks:
+    async with task_client(arguments) as tasks:
         page = await tasks.list(skip=arguments.skip, limit=arguments.limit)
     _print_result(arguments, page, format_page(page))
 
 
 async def _models(arguments: argparse.Namespace) -> None:
-    async with _task_client(arguments) as tasks:
+    async with task_client(arguments) as tasks:
         models = await tasks.models(arguments.name)
     _print_result(arguments, models, format_models(models))
 
 
 async def _delete(arguments: argparse.Namespace) -> None:
-    async with _task_client(arguments) as tasks:
+    async with task_client(arguments) as tasks:
         deleted = await tasks.delete(arguments.id)
     _print_result(arguments, deleted, format_deleted(deleted))
+
+
+async def _history(arguments: argparse.Namespace) -> None:
+    async with task_client(arguments) as tasks:
+        page = await tasks.history(arguments.id)
+    if arguments.json:
+        for event in page.items:
+            print(event.model_dump_json())
+    else:
+        print("\n".join(format_event(event) for event in page.items))
 
 
 async def _events(arguments: argparse.Namespace) -> None:

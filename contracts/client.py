@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
 from contracts.errors import RequestTimeout, error_from_reply
+from contracts.events import EventPage, EventType
 from contracts.replies import DeletedTask, ErrorReply, ModelList, Task, TaskPage
 from contracts.streams import (
     CORRELATION_ID_FIELD,
@@ -30,6 +31,7 @@ from contracts.streams import (
     MESSAGE_ID_FIELD,
     QUERY_STREAM,
     REPLY_TO_FIELD,
+    SOURCE_FIELD,
 )
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ def plain_entry(
     reply_to: str = "",
     correlation_id: str = "",
     message_id: str = "",
+    source: str = "",
 ) -> dict[FieldT, EncodableT]:
     """The fields of a plain stream entry carrying `body`."""
     fields: dict[FieldT, EncodableT] = {DATA_FIELD: orjson.dumps(body)}
@@ -57,6 +60,8 @@ def plain_entry(
         fields[CORRELATION_ID_FIELD] = correlation_id
     if message_id:
         fields[MESSAGE_ID_FIELD] = message_id
+    if source:
+        fields[SOURCE_FIELD] = source
     return fields
 
 
@@ -106,9 +111,16 @@ class TaskClient:
     `RequestTimeout` when no reply arrives within `timeout_s`.
     """
 
-    def __init__(self, redis: Redis, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        source: str = "",
+    ) -> None:
         self.redis = redis
         self.timeout_s = timeout_s
+        self.source = source
         self.reply_channel = f"{REPLY_CHANNEL_PREFIX}{uuid4().hex}"
         self._pending: dict[str, asyncio.Future[bytes]] = {}
         self._writer = _EntryWriter(redis)
@@ -116,8 +128,14 @@ class TaskClient:
         self._listener: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_url(cls, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> Self:
-        return cls(Redis.from_url(url), timeout_s=timeout_s)
+    def from_url(
+        cls, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, source: str = ""
+    ) -> Self:
+        """A client on its own connection pool.
+
+        `source` names the calling service in the audit log of its commands.
+        """
+        return cls(Redis.from_url(url), timeout_s=timeout_s, source=source)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -186,6 +204,24 @@ class TaskClient:
         body = {"kind": "models", "name": name}
         return await self.request(QUERY_STREAM, body, ModelList)
 
+    async def history(self, task_id: UUID | str) -> EventPage:
+        """The audited events of one task, rejected deletes of its id included."""
+        body = {"kind": "history", "id": str(task_id)}
+        return await self.request(QUERY_STREAM, body, EventPage)
+
+    async def events(
+        self,
+        after_seq: int = 0,
+        limit: int = 100,
+        event_type: EventType | str | None = None,
+    ) -> EventPage:
+        """A page of the audit log after `after_seq`, optionally of one type."""
+        body: dict[str, Any] = {"kind": "events", "after_seq": after_seq}
+        body["limit"] = limit
+        if event_type is not None:
+            body["type"] = str(event_type)
+        return await self.request(QUERY_STREAM, body, EventPage)
+
     async def send_create(
         self,
         name: str,
@@ -208,7 +244,8 @@ class TaskClient:
     ) -> str:
         """Append a command that wants no reply; the id makes a retry harmless."""
         message_id = message_id or uuid4().hex
-        await self._writer.append(stream, plain_entry(body, message_id=message_id))
+        entry = plain_entry(body, message_id=message_id, source=self.source)
+        await self._writer.append(stream, entry)
         return message_id
 
     async def request(
@@ -242,6 +279,7 @@ class TaskClient:
             reply_to=self.reply_channel,
             correlation_id=correlation_id,
             message_id=correlation_id,
+            source=self.source,
         )
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         try:

@@ -25,7 +25,8 @@ from worker.repository.unit_of_work import UnitOfWork
 from worker.settings import WorkerSettings
 from worker.transport.app import build_app
 
-_TABLES = ("tasks", "processed_commands", "outbox")
+_TABLES = ("tasks", "processed_commands", "outbox", "audit_log")
+_GENESIS = "0" * 64
 
 
 @pytest.fixture
@@ -63,6 +64,10 @@ async def _empty_tables(url: str) -> None:
     async with engine.begin() as connection:
         for table in _TABLES:
             await connection.exec_driver_sql(f"DELETE FROM {table}")
+        await connection.exec_driver_sql(
+            "UPDATE audit_head SET last_seq = 0, first_seq = 1, "
+            f"last_hash = '{_GENESIS}', first_prev_hash = '{_GENESIS}'"
+        )
     await engine.dispose()
 
 

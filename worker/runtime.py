@@ -184,6 +184,24 @@ async def create_groups(redis: Redis, group: str) -> None:
                 raise
 
 
+async def _forget_once(
+    new_unit_of_work: UnitOfWorkFactory, settings: WorkerSettings
+) -> None:
+    now = datetime.now(UTC)
+    async with new_unit_of_work() as uow:
+        retention = timedelta(seconds=settings.processed_retention_s)
+        forgotten = await uow.processed.forget_before(now - retention)
+        dropped = 0
+        if settings.audit_retention_s:
+            kept = timedelta(seconds=settings.audit_retention_s)
+            dropped = await uow.audit.forget_before(now - kept)
+        await uow.commit()
+    if forgotten or dropped:
+        logger.info(
+            "housekeeping forgot processed_ids=%d audit_events=%d", forgotten, dropped
+        )
+
+
 async def _forget_old_commands(
     new_unit_of_work: UnitOfWorkFactory, settings: WorkerSettings
 ) -> None:

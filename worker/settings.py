@@ -39,6 +39,8 @@ class WorkerSettings(BaseSettings):
     # How long a processed message id is remembered, so that a redelivered or
     # re-published copy changes nothing: a week, far beyond any claim or retry.
     processed_retention_s: int = Field(default=7 * 24 * 3600, ge=60)
+    # How long audited events are kept in the database; 0 keeps everything.
+    audit_retention_s: int = Field(default=0, ge=0)
     # An entry pending this long in any consumer is taken over by a live one.
     claim_idle_ms: int = Field(default=30_000, ge=100)
     claim_interval_s: float = Field(default=5.0, gt=0)

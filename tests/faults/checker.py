@@ -32,7 +32,10 @@ from contracts.streams import (
     REPLY_TO_FIELD,
 )
 from tests.faults.load import LoadRecord, Reply
-from worker.repository.database import create_engine
+from worker.audit.reconcile import reconcile
+from worker.audit.verify import verify_chain, verify_stream
+from worker.repository.database import create_engine, create_session_factory
+from worker.repository.unit_of_work import UnitOfWork
 
 GROUP = "tasks-worker"
 POISON_CODES = {"malformed", "validation_error"}
@@ -60,6 +63,9 @@ class Observed:
     tasks: dict[str, str]
     processed: set[tuple[str, str]]
     outbox: int
+    #: What `tasks audit verify` and `reconcile` found, and how many events they read.
+    audit_findings: list[str]
+    audited: int
 
 
 class Observer:
@@ -129,7 +135,24 @@ class Observer:
             tasks=tasks,
             processed=processed,
             outbox=await self._outbox_size(),
+            **await self._audit(),
         )
+
+    async def _audit(self) -> dict[str, Any]:
+        async with UnitOfWork(create_session_factory(self._engine)) as uow:
+            chain = await verify_chain(uow)
+            stream = await verify_stream(uow, self._redis)
+            replayed = await reconcile(uow)
+        findings = [
+            f"{check}: {finding}"
+            for check, verdict in (
+                ("verify chain", chain),
+                ("verify stream", stream),
+                ("reconcile", replayed),
+            )
+            for finding in verdict.findings
+        ]
+        return {"audit_findings": findings, "audited": chain.checked}
 
     async def _drained_or_unreachable(self) -> bool:
         try:
@@ -205,6 +228,7 @@ def check(
         *run.event_problems(),
         *run.task_row_problems(),
         *run.drain_problems(),
+        *observed.audit_findings,
     ]
     return Verdict(run.figures(scenario, recovered), violations)
 
@@ -349,7 +373,14 @@ class _Run:
     def applied_problems(self) -> list[str]:
         problems = []
         accepted = {(self.record.commands[mid].stream, mid) for mid in self.accepted()}
-        processed = self.observed.processed
+        # Refused creates and deletes are remembered too, so that each is audited
+        # once; they count as processed without being applied.
+        audited = {
+            (self.record.commands[mid].stream, mid)
+            for mid in self.landed_by_message
+            if self.kind_of(mid) == "poison"
+        }
+        processed = self.observed.processed - audited
         if accepted - processed:
             problems.append(f"accepted, never applied: {_some(accepted - processed)}")
         if processed - accepted:
@@ -432,7 +463,9 @@ class _Run:
             f"claimed={recovered.claimed} own_pending={recovered.finished_own} "
             f"replies={len(self.record.replies)} "
             f"events={len(self.events.distinct)} "
-            f"event_copies={len(events) - len(self.events.distinct)} "
+            f"rejections_audited={self.events.rejections} "
+            f"log_verified={self.observed.audited} "
+            f"event_copies={self.events.copies(len(events))} "
             f"failed_publishes={self.record.failed_publishes}"
         )
 
@@ -531,12 +564,21 @@ class _Run:
         return created, deleted
 
 
+CHANGE_TYPES = {"task.created", "task.deleted"}
+
+
 @dataclass(slots=True)
 class _Events:
     """Events by first appearance; a re-sent copy keeps its id and its content."""
 
     distinct: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: Audited refusals (`task.create_rejected`, ...): not changes, checked apart.
+    rejections: int = 0
+
+    def copies(self, entries: int) -> int:
+        """How many stream entries repeated an event already seen."""
+        return entries - len(self.distinct) - self.rejections
 
 
 def _distinct_events(entries: Sequence[Entry]) -> _Events:
@@ -548,7 +590,10 @@ def _distinct_events(entries: Sequence[Entry]) -> _Events:
         event_id = str(event["event_id"])
         if event_id not in first:
             first[event_id] = event
-            events.distinct.append(event)
+            if event["type"] in CHANGE_TYPES:
+                events.distinct.append(event)
+            else:
+                events.rejections += 1
         elif first[event_id] != event:
             altered.append(f"{event_id} at {entry.entry_id}")
     if altered:

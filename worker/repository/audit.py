@@ -126,6 +126,15 @@ class AuditLog:
         async for seq, payload, digest in result:
             yield seq, payload, digest
 
+    async def payload_of(self, seq: int) -> str | None:
+        """The logged JSON of one event, or None."""
+        query = select(AuditRecord.payload).where(AuditRecord.seq == seq)
+        return await self.session.scalar(query)
+
+    async def seq_of(self, event_id: UUID) -> int | None:
+        query = select(AuditRecord.seq).where(AuditRecord.event_id == event_id)
+        return await self.session.scalar(query)
+
     async def chain_start(self) -> ChainStart:
         row = (
             await self.session.execute(

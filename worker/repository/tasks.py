@@ -1,4 +1,4 @@
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -103,6 +103,13 @@ class TaskRepository(Repository[TaskRecord]):
         record = await self.session.scalar(query)
         self._by_name[name] = record
         return record
+
+    async def every(self) -> AsyncIterator[TaskRecord]:
+        """Every task, read in chunks so that memory stays flat."""
+        await self.flush()
+        query = select(TaskRecord).execution_options(yield_per=1000)
+        async for record in await self.session.stream_scalars(query):
+            yield record
 
     async def page(self, skip: int, limit: int) -> Sequence[TaskRecord]:
         """Tasks oldest first, ties broken by id, so that pages never overlap."""
