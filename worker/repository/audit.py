@@ -6,7 +6,7 @@ order is the order in which transactions committed.
 """
 
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -65,26 +65,33 @@ class AuditLog:
     def record(self, draft: EventDraft) -> None:
         self._drafts.append(draft)
 
-    async def append(self) -> list[TaskEvent]:
-        """Number, chain and write the recorded events, and stage them for relay."""
+    async def append(self) -> int:
+        """Number, chain and write the recorded events, and stage them for relay.
+
+        Returns how many were appended.
+        """
         drafts, self._drafts = self._drafts, []
         if not drafts:
-            return []
+            return 0
 
         last_seq, last_hash = await self._lock_head()
-        events = []
+        rows = []
         for draft in drafts:
-            event = _chained(draft, last_seq + 1, last_hash)
-            last_seq, last_hash = event.seq, event.hash
-            events.append(event)
+            last_seq += 1
+            row = _chained(draft, last_seq, last_hash)
+            last_hash = row["hash"]
+            rows.append(row)
+            self._outbox.stage(
+                draft.event_id, EVENTS_STREAM, row["payload"], draft.occurred_at
+            )
 
-        await self._write(events)
+        await self.session.execute(insert(AuditRecord), rows)
         await self.session.execute(
             update(AuditHead)
             .where(AuditHead.id == HEAD_ID)
             .values(last_seq=last_seq, last_hash=last_hash)
         )
-        return events
+        return len(rows)
 
     async def history(self, task_id: UUID) -> list[TaskEvent]:
         """The events of one task, rejected deletes of its id included, in order."""
@@ -195,44 +202,32 @@ class AuditLog:
         last_seq, last_hash = (await self.session.execute(query)).one()
         return int(last_seq), str(last_hash)
 
-    async def _write(self, events: Sequence[TaskEvent]) -> None:
-        rows = []
-        for event in events:
-            payload = orjson.dumps(
-                event.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS
-            ).decode()
-            rows.append(
-                {
-                    "seq": event.seq,
-                    "event_id": event.event_id,
-                    "type": event.type.value,
-                    "occurred_at": event.occurred_at,
-                    "task_id": event.task_id,
-                    "source": event.source,
-                    "payload": payload,
-                    "hash": event.hash,
-                }
-            )
-            self._outbox.stage(
-                event.event_id, EVENTS_STREAM, payload, event.occurred_at
-            )
-        await self.session.execute(insert(AuditRecord), rows)
 
-
-def _chained(draft: EventDraft, seq: int, prev_hash: str) -> TaskEvent:
-    unhashed = TaskEvent(
-        seq=seq,
-        event_id=draft.event_id,
-        type=draft.type,
-        occurred_at=draft.occurred_at,
-        correlation_id=draft.correlation_id,
-        causation_id=draft.causation_id,
-        source=draft.source,
-        task_id=draft.task_id,
-        task=draft.task,
-        reason=draft.reason,
-        prev_hash=prev_hash,
-        hash="",
-    )
-    digest = chain_hash(prev_hash, unhashed.model_dump(mode="json"))
-    return unhashed.model_copy(update={"hash": digest})
+def _chained(draft: EventDraft, seq: int, prev_hash: str) -> dict[str, Any]:
+    """The audit_log row of a draft: its JSON (as `TaskEvent` reads it) and hash."""
+    event: dict[str, Any] = {
+        "seq": seq,
+        "event_id": str(draft.event_id),
+        "type": draft.type.value,
+        "occurred_at": draft.occurred_at.isoformat().replace("+00:00", "Z"),
+        "correlation_id": draft.correlation_id,
+        "causation_id": draft.causation_id,
+        "source": draft.source,
+        "task_id": None if draft.task_id is None else str(draft.task_id),
+        "task": None if draft.task is None else draft.task.model_dump(mode="json"),
+        "reason": None
+        if draft.reason is None
+        else draft.reason.model_dump(mode="json"),
+        "prev_hash": prev_hash,
+    }
+    event["hash"] = chain_hash(prev_hash, event)
+    return {
+        "seq": seq,
+        "event_id": draft.event_id,
+        "type": event["type"],
+        "occurred_at": draft.occurred_at,
+        "task_id": draft.task_id,
+        "source": draft.source,
+        "payload": orjson.dumps(event, option=orjson.OPT_SORT_KEYS).decode(),
+        "hash": event["hash"],
+    }
