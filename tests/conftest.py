@@ -21,7 +21,7 @@ from contracts.client import TaskClient
 from tests.settings import POSTGRES_URL, REDIS_URL
 from worker.migrate import upgrade_to_latest
 from worker.repository.database import create_engine, create_session_factory
-from worker.repository.unit_of_work import UnitOfWork
+from worker.repository.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from worker.settings import WorkerSettings
 from worker.transport.app import build_app
 
@@ -105,8 +105,11 @@ async def session_factory(
 @pytest.fixture
 def new_unit_of_work(
     session_factory: async_sessionmaker[AsyncSession],
-) -> Callable[[], UnitOfWork]:
-    return lambda: UnitOfWork(session_factory)
+) -> UnitOfWorkFactory:
+    def unit_of_work(*, read_only: bool = False) -> UnitOfWork:
+        return UnitOfWork(session_factory, read_only=read_only)
+
+    return unit_of_work
 
 
 @pytest.fixture

@@ -19,8 +19,7 @@ from worker.repository.database import (
     database_unavailable,
     write_lock_for,
 )
-from worker.repository.unit_of_work import UnitOfWork
-from worker.service.batches import UnitOfWorkFactory
+from worker.repository.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from worker.settings import WorkerSettings
 from worker.transport.consumer import CommandConsumer, ConsumerConfig
 from worker.transport.recovery import PendingRecovery
@@ -69,15 +68,15 @@ class WorkerRuntime:
         session_factory = create_session_factory(self._engine)
         write_lock = write_lock_for(self._engine)
 
-        def new_unit_of_work() -> UnitOfWork:
-            return UnitOfWork(session_factory, write_lock)
+        def new_unit_of_work(*, read_only: bool = False) -> UnitOfWork:
+            return UnitOfWork(session_factory, write_lock, read_only=read_only)
 
         relay = self._start_relay(new_unit_of_work)
         self._consumer = CommandConsumer(
             self._redis, new_unit_of_work, relay, _consumer_config(settings)
         )
         await self._start_recovery(self._consumer)
-        self._spawn(_forget_old_commands(new_unit_of_work, settings), "housekeeping")
+        self._spawn(_housekeeping(new_unit_of_work, settings), "housekeeping")
         logger.info(
             "worker connected group=%s consumer=%s redis=%s database=%s",
             settings.group,
@@ -184,9 +183,10 @@ async def create_groups(redis: Redis, group: str) -> None:
                 raise
 
 
-async def _forget_once(
+async def forget_expired(
     new_unit_of_work: UnitOfWorkFactory, settings: WorkerSettings
 ) -> None:
+    """Drop processed message ids, and audit events, past their retention."""
     now = datetime.now(UTC)
     async with new_unit_of_work() as uow:
         retention = timedelta(seconds=settings.processed_retention_s)
@@ -202,19 +202,12 @@ async def _forget_once(
         )
 
 
-async def _forget_old_commands(
+async def _housekeeping(
     new_unit_of_work: UnitOfWorkFactory, settings: WorkerSettings
 ) -> None:
-    retention = timedelta(seconds=settings.processed_retention_s)
     while True:
         try:
-            async with new_unit_of_work() as uow:
-                forgotten = await uow.processed.forget_before(
-                    datetime.now(UTC) - retention
-                )
-                await uow.commit()
-            if forgotten:
-                logger.info("forgot processed message ids count=%d", forgotten)
+            await forget_expired(new_unit_of_work, settings)
         except Exception as error:
             if not database_unavailable(error):
                 raise

@@ -4,7 +4,6 @@ import asyncio
 import json
 import sys
 import tracemalloc
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,10 @@ from worker.audit.reconcile import reconcile
 from worker.audit.verify import verify_chain, verify_stream
 from worker.repository.audit import EventDraft
 from worker.repository.database import create_engine
-from worker.repository.unit_of_work import UnitOfWork
+from worker.repository.unit_of_work import UnitOfWorkFactory
+from worker.settings import WorkerSettings
+from worker.transport.app import build_app
 
-UnitOfWorkFactory = Callable[[], UnitOfWork]
 BART = "hf://facebook/bart-large-cnn"
 
 
@@ -312,3 +312,50 @@ async def test_the_tasks_audit_command_exits_non_zero_on_a_broken_record(
     )
     assert broken[0] == 1
     assert "seq 2 is missing" in broken[1]
+
+
+async def test_a_starting_worker_forgets_what_outlived_its_retention(
+    new_unit_of_work: UnitOfWorkFactory, worker_settings: WorkerSettings
+) -> None:
+    await seed_log(new_unit_of_work, 30)
+    now = datetime.now(UTC)
+    async with new_unit_of_work() as uow:
+        uow.processed.remember(CREATE_STREAM, "old", "{}", now - timedelta(days=2))
+        uow.processed.remember(CREATE_STREAM, "recent", "{}", now)
+        for n in range(3):
+            uow.audit.record(
+                EventDraft(
+                    event_id=uuid4(),
+                    type=EventType.TASK_DELETE_REJECTED,
+                    occurred_at=now,
+                    correlation_id=f"recent-{n}",
+                    causation_id=f"recent-{n}",
+                )
+            )
+        await uow.commit()
+    retention = {"processed_retention_s": 3600, "audit_retention_s": 3600}
+
+    app = build_app(worker_settings.model_copy(update=retention))
+    await app.start()
+    try:
+        await wait_until_forgotten(new_unit_of_work)
+    finally:
+        await app.stop()
+
+    async with new_unit_of_work() as uow:
+        remembered = await uow.processed.outcomes_of(CREATE_STREAM, {"old", "recent"})
+        page = await uow.audit.page(0, 100)
+        chain = await verify_chain(uow)
+    assert set(remembered) == {"recent"}
+    assert [event.seq for event in page.items] == [31, 32, 33]
+    assert chain.whole, chain.findings
+    assert chain.checked == 3
+
+
+async def wait_until_forgotten(new_unit_of_work: UnitOfWorkFactory) -> None:
+    async with asyncio.timeout(10):
+        while True:
+            async with new_unit_of_work() as uow:
+                if (await uow.audit.page(0, 1)).items[0].seq > 1:
+                    return
+            await asyncio.sleep(0.05)

@@ -25,13 +25,8 @@ from contracts import (
 )
 from worker.repository.records import TaskRecord
 from worker.repository.tasks import TaskRepository
-from worker.repository.unit_of_work import UnitOfWork
-from worker.service.batches import (
-    Command,
-    CommandBody,
-    UnitOfWorkFactory,
-    apply_batch,
-)
+from worker.repository.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from worker.service.batches import Command, CommandBody, apply_batch
 from worker.service.outcomes import Outcome
 from worker.transport.entries import Rejection, parse_command, read_entry
 
@@ -124,9 +119,9 @@ class CountedUnitsOfWork:
         self._new_unit_of_work = new_unit_of_work
         self.opened = 0
 
-    def __call__(self) -> UnitOfWork:
+    def __call__(self, *, read_only: bool = False) -> UnitOfWork:
         self.opened += 1
-        return self._new_unit_of_work()
+        return self._new_unit_of_work(read_only=read_only)
 
 
 class TestOncePerMessageId:

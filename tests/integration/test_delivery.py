@@ -17,6 +17,7 @@ from worker.repository.unit_of_work import UnitOfWork
 from worker.runtime import create_groups
 from worker.settings import WorkerSettings
 from worker.transport.app import WorkerApp, build_app
+from worker.transport.claims import Claims, Settlement
 
 GROUP = "tasks-worker"
 PEGASUS = "hf://google/pegasus-xsum"
@@ -210,3 +211,37 @@ async def test_events_left_in_the_outbox_are_relayed_on_start(
     ]
     assert [event["event_id"] for event in relayed] == [str(e) for e in event_ids]
     await wait_for(lambda: _outbox_empty(new_unit_of_work))
+
+
+async def test_settling_leaves_an_entry_claimed_meanwhile_to_its_new_owner(
+    redis: Redis,
+) -> None:
+    await redis.xgroup_create(CREATE_STREAM, GROUP, id="0", mkstream=True)
+    kept = await redis.xadd(CREATE_STREAM, {"data": "{}"})
+    stolen = await redis.xadd(CREATE_STREAM, {"data": "{}"})
+    await redis.xreadgroup(GROUP, "frozen", {CREATE_STREAM: ">"})
+    await redis.xclaim(CREATE_STREAM, GROUP, "thief", 0, [stolen])
+    claims = Claims(redis, GROUP, "frozen", claim_idle_ms=30_000)
+
+    async with Replies(redis, "replies.settle") as replies:
+        settled = await claims.settle(
+            CREATE_STREAM,
+            DEAD_LETTER_STREAM,
+            100,
+            [
+                Settlement(kept.decode(), "replies.settle", b'{"n": 1}', {"f": "v"}),
+                Settlement(stolen.decode(), "replies.settle", b'{"n": 2}'),
+            ],
+        )
+        first = await replies.next()
+        with pytest.raises(TimeoutError):
+            await replies.next(timeout_s=0.3)
+
+    assert settled == {kept.decode()}
+    assert first == {"n": 1}
+    dead = await redis.xrange(DEAD_LETTER_STREAM)
+    assert [fields for _, fields in dead] == [{b"f": b"v"}]
+    pending = await redis.xpending_range(CREATE_STREAM, GROUP, "-", "+", 10)
+    assert [(entry["message_id"], entry["consumer"]) for entry in pending] == [
+        (stolen, b"thief")
+    ]

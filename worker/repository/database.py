@@ -32,8 +32,13 @@ def _apply_sqlite_pragmas(dbapi_connection: DBAPIConnection, _: Any) -> None:
 
 
 def create_engine(database_url: str) -> AsyncEngine:
-    """An engine for the URL; SQLite connections get the pragmas above."""
-    engine = create_async_engine(database_url, pool_pre_ping=True)
+    """An engine for the URL; SQLite connections get the pragmas above.
+
+    No pre-ping: it would cost a round trip on every checkout. A connection that
+    died with its server fails its batch as "database unavailable", SQLAlchemy
+    discards the pool, and the consumer retries the batch on fresh connections.
+    """
+    engine = create_async_engine(database_url)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _apply_sqlite_pragmas)
     return engine

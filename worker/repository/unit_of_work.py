@@ -2,6 +2,7 @@
 
 import asyncio
 from types import TracebackType
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -10,13 +11,19 @@ from worker.repository.commands import Outbox, ProcessedCommands
 from worker.repository.tasks import TaskRepository
 
 
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, read_only: bool = False) -> "UnitOfWork": ...
+
+
 class UnitOfWork:
     """Use as `async with uow:`; anything not committed is rolled back on exit.
 
     `write_lock`, given for SQLite, makes the units of work of one process take
     turns: SQLite has one writer at a time, and a transaction that read before
     another committed fails when it writes; waiting here is cheaper and fairer than
-    SQLite's busy handler, which sleeps in steps of milliseconds.
+    SQLite's busy handler, which sleeps in steps of milliseconds. A `read_only` unit
+    never writes, so it skips the lock (WAL readers see the last commit) and cannot
+    commit.
     """
 
     tasks: TaskRepository
@@ -28,9 +35,12 @@ class UnitOfWork:
         self,
         session_factory: async_sessionmaker[AsyncSession],
         write_lock: asyncio.Lock | None = None,
+        *,
+        read_only: bool = False,
     ) -> None:
         self._session_factory = session_factory
-        self._write_lock = write_lock
+        self._write_lock = None if read_only else write_lock
+        self.read_only = read_only
         self._session: AsyncSession | None = None
 
     async def __aenter__(self) -> "UnitOfWork":
@@ -61,6 +71,8 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         """Write the staged bookkeeping rows, then commit everything at once."""
+        if self.read_only:
+            raise RuntimeError("a read-only unit of work cannot commit")
         session = self._require_session()
         await self.tasks.flush()
         await self.processed.flush()

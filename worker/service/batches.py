@@ -1,7 +1,7 @@
 """Applying a batch of validated commands in one transaction, each at most once."""
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
@@ -24,7 +24,7 @@ from contracts import (
 )
 from worker.domain.errors import TaskError
 from worker.repository.audit import EventDraft
-from worker.repository.unit_of_work import UnitOfWork
+from worker.repository.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from worker.service.outcomes import Outcome, refused
 from worker.service.tasks import TaskService
 
@@ -68,9 +68,6 @@ class Rejected:
     source: str | None = None
 
 
-UnitOfWorkFactory = Callable[[], UnitOfWork]
-
-
 async def apply_batch(
     new_unit_of_work: UnitOfWorkFactory,
     commands: Sequence[Command],
@@ -85,6 +82,8 @@ async def apply_batch(
     """
     if not commands and not rejected:
         return []
+    if not rejected and not any(command.changes_state for command in commands):
+        return await _answer_queries(new_unit_of_work, commands)
 
     try:
         async with new_unit_of_work() as uow:
@@ -107,6 +106,14 @@ async def apply_batch(
         await _audit_rejections(uow, rejected)
         await uow.commit()
     return outcomes
+
+
+async def _answer_queries(
+    new_unit_of_work: UnitOfWorkFactory, commands: Sequence[Command]
+) -> list[Outcome]:
+    # Nothing to write: no write lock to wait for, no commit to pay for.
+    async with new_unit_of_work(read_only=True) as uow:
+        return await _apply_all(uow, commands)
 
 
 async def _apply_alone(

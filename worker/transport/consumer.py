@@ -9,14 +9,10 @@ from redis.asyncio import Redis
 
 from contracts.streams import DEAD_LETTER_STREAM, QUERY_STREAM
 from worker.repository.database import database_unavailable
-from worker.service.batches import (
-    Command,
-    Rejected,
-    UnitOfWorkFactory,
-    apply_batch,
-)
+from worker.repository.unit_of_work import UnitOfWorkFactory
+from worker.service.batches import Command, Rejected, apply_batch
 from worker.service.outcomes import Outcome, exhausted, internal
-from worker.transport.claims import Claims
+from worker.transport.claims import Claims, Settlement
 from worker.transport.dead_letters import dead_letter_fields
 from worker.transport.entries import Delivery, Rejection, parse_command
 from worker.transport.relay import EventRelay
@@ -175,43 +171,34 @@ class CommandConsumer:
                 delay_s = min(delay_s * 2, MAX_RETRY_S)
 
     async def _answer_and_ack(self, stream: str, answers: Sequence[Answer]) -> None:
-        # An entry claimed away while this worker was frozen is answered by the
-        # worker that took it (from the stored outcome): answering it here too
-        # would send two replies.
-        held = await self._claims.still_held(
-            stream, [answer.delivery.entry_id for answer in answers]
+        settlements = [await self._settlement(answer) for answer in answers]
+        settled = await self._claims.settle(
+            stream,
+            DEAD_LETTER_STREAM,
+            self.config.dead_letter_maxlen,
+            settlements,
         )
-        mine = [answer for answer in answers if answer.delivery.entry_id in held]
-        if len(mine) < len(answers):
+        if len(settled) < len(answers):
             logger.warning(
-                "entries claimed by another consumer meanwhile count=%d stream=%s",
-                len(answers) - len(mine),
+                "entries claimed by another consumer meanwhile, left to it "
+                "count=%d stream=%s",
+                len(answers) - len(settled),
                 stream,
             )
-        if not mine:
-            return
 
-        # One MULTI/EXEC: the replies, dead letters and acks happen all or not at all,
-        # so a crash here never acks an unanswered entry nor answers twice.
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for answer in mine:
-                delivery, outcome = answer.delivery, answer.outcome
-                if delivery.reply_to:
-                    reply = outcome.reply(delivery.correlation_id)
-                    pipe.publish(delivery.reply_to, await encode_reply(delivery, reply))
-                if outcome.is_poison and outcome.error is not None:
-                    pipe.xadd(
-                        DEAD_LETTER_STREAM,
-                        dead_letter_fields(
-                            delivery, outcome.error, self.config.consumer
-                        ),
-                        maxlen=self.config.dead_letter_maxlen,
-                        approximate=True,
-                    )
+    async def _settlement(self, answer: Answer) -> Settlement:
+        delivery, outcome = answer.delivery, answer.outcome
+        reply = b""
+        if delivery.reply_to:
+            reply_json = outcome.reply(delivery.correlation_id)
+            reply = await encode_reply(delivery, reply_json)
 
-            entry_ids = [answer.delivery.entry_id for answer in mine]
-            pipe.xack(stream, self.config.group, *entry_ids)
-            await pipe.execute()
+        dead_letter = None
+        if outcome.is_poison and outcome.error is not None:
+            dead_letter = dead_letter_fields(
+                delivery, outcome.error, self.config.consumer
+            )
+        return Settlement(delivery.entry_id, delivery.reply_to, reply, dead_letter)
 
 
 def _audited(rejection: Rejection) -> Rejected:

@@ -9,7 +9,7 @@ from redis.exceptions import RedisError
 
 from contracts.streams import DATA_FIELD
 from worker.repository.database import database_unavailable
-from worker.service.batches import UnitOfWorkFactory
+from worker.repository.unit_of_work import UnitOfWorkFactory
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class EventRelay:
     async def _relay_some(self) -> int:
         # Read, append, then discard in a second transaction: the database is not
         # held while Redis answers. A crash in between relays these events again.
-        async with self._new_unit_of_work() as uow:
+        async with self._new_unit_of_work(read_only=True) as uow:
             events = await uow.outbox.oldest(RELAY_BATCH)
         if not events:
             return 0
