@@ -6,14 +6,14 @@ from pathlib import Path
 from uuid import UUID, uuid4
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from benchmarks.peer import PeerRecord, PeerTask, create_peer_engine
 from worker.migrate import upgrade_to_latest
 from worker.repository.database import create_engine
-from worker.repository.records import Record, TaskRecord
+from worker.repository.records import Record, TaskRecord, TaskTally
 
 WORKER_TASKS = Record.metadata.tables[TaskRecord.__tablename__]
 PEER_TASKS = PeerRecord.metadata.tables[PeerTask.__tablename__]
@@ -64,10 +64,18 @@ async def migrate(url: str, name_for_logs: str) -> None:
 
 
 async def seed_worker_tasks(url: str, count: int, first: int = 0) -> list[UUID]:
-    """Insert `count` tasks into the worker's table; returns their ids."""
+    """Insert `count` tasks into the worker's table; returns their ids.
+
+    The worker reads its task count from the tally, which moves by as many.
+    """
     engine = create_engine(url)
     try:
-        return await _seed(engine, WORKER_TASKS, count, first)
+        ids = await _seed(engine, WORKER_TASKS, count, first)
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(TaskTally).values(tasks=TaskTally.tasks + count)
+            )
+        return ids
     finally:
         await engine.dispose()
 

@@ -68,6 +68,7 @@ async def _empty_tables(url: str) -> None:
             "UPDATE audit_head SET last_seq = 0, first_seq = 1, "
             f"last_hash = '{_GENESIS}', first_prev_hash = '{_GENESIS}'"
         )
+        await connection.exec_driver_sql("UPDATE task_tally SET tasks = 0")
     await engine.dispose()
 
 

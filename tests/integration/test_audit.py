@@ -213,6 +213,7 @@ async def test_reconcile_finds_changes_made_behind_the_log(
 
     assert f"task {removed} was deleted without an event" in verdict.findings
     assert f"task {live} differs from its created event" in verdict.findings
+    assert "the task tally says 3 tasks but the table holds 2" in verdict.findings
 
 
 async def seed_log(new_unit_of_work: UnitOfWorkFactory, count: int) -> datetime:

@@ -1,12 +1,16 @@
 """The task repository and unit of work on SQLite and PostgreSQL."""
 
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
+from alembic import command
 from sqlalchemy.exc import IntegrityError, StatementError
 
+from worker.migrate import alembic_config, upgrade_to_latest
 from worker.repository.records import TaskRecord
 from worker.repository.unit_of_work import UnitOfWork
 
@@ -253,3 +257,55 @@ class TestUnitOfWork:
             await store(new_unit_of_work, task_record("summarization"))
 
         assert await stored_names(new_unit_of_work) == ["summarization"]
+
+
+class TestTally:
+    async def test_the_count_follows_creates_and_deletes_as_they_commit(
+        self, new_unit_of_work: NewUnitOfWork
+    ) -> None:
+        doomed = task_record("sentiment")
+        await store(new_unit_of_work, doomed, task_record("ocr"), task_record("asr"))
+
+        async with new_unit_of_work() as uow:
+            record = await uow.tasks.get(doomed.id)
+            assert record is not None
+            await uow.tasks.delete(record)
+            uow.tasks.add(task_record("ner"))
+            uow.tasks.add(task_record("tts"))
+            in_the_unit = await uow.tasks.count()
+            await uow.commit()
+
+        async with new_unit_of_work() as uow:
+            after = await uow.tasks.count()
+            names = {record.name for record in await uow.tasks.page(0, 10)}
+        assert (in_the_unit, after) == (4, 4)
+        assert names == {"ocr", "asr", "ner", "tts"}
+
+    async def test_changes_rolled_back_leave_the_count(
+        self, new_unit_of_work: NewUnitOfWork
+    ) -> None:
+        await store(new_unit_of_work, task_record("ocr"))
+
+        async with new_unit_of_work() as uow:
+            uow.tasks.add(task_record("asr"))
+            await uow.tasks.flush()
+
+        async with new_unit_of_work() as uow:
+            assert await uow.tasks.count() == 1
+
+
+def test_the_tally_migration_counts_the_tasks_already_stored(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'tasks.db'}"
+    command.upgrade(alembic_config(url), "0002")
+    with sqlite3.connect(tmp_path / "tasks.db") as connection:
+        connection.executemany(
+            "INSERT INTO tasks (id, name, description, created_at, models) "
+            "VALUES (?, ?, '', '2026-03-14 15:09:26', '[]')",
+            [(uuid4().hex, f"task-{n}") for n in range(7)],
+        )
+
+    upgrade_to_latest(url, "sqlite")
+
+    with sqlite3.connect(tmp_path / "tasks.db") as connection:
+        (tallied,) = connection.execute("SELECT tasks FROM task_tally").fetchone()
+    assert tallied == 7

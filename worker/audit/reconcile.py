@@ -1,7 +1,8 @@
 """`tasks audit reconcile`: rebuild the task table from the log alone, and compare.
 
 Every change must have its event and every event its change: replaying
-`task.created` and `task.deleted` in order must give exactly the live table.
+`task.created` and `task.deleted` in order must give exactly the live table, and
+the task tally (the total that `list` answers) must count it.
 """
 
 from typing import Any
@@ -38,6 +39,12 @@ async def reconcile(uow: UnitOfWork) -> Verdict:
     for task_id in sorted(live.keys() & rebuilt.keys(), key=str):
         if live[task_id] != rebuilt[task_id]:
             verdict.findings.append(f"task {task_id} differs from its created event")
+
+    tallied = await uow.tasks.count()
+    if tallied != len(live):
+        verdict.findings.append(
+            f"the task tally says {tallied} tasks but the table holds {len(live)}"
+        )
     return verdict
 
 

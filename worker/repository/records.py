@@ -65,6 +65,19 @@ class TaskRecord(Record):
     models: Mapped[list[str]]
 
 
+class TaskTally(Record):
+    """How many tasks there are (one row), changed in the transaction of each change.
+
+    `list` reads its total here: counting the table costs time in proportion to its
+    size on every page.
+    """
+
+    __tablename__ = "task_tally"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tasks: Mapped[int] = mapped_column(BigInteger)
+
+
 class ProcessedCommand(Record):
     """A command already applied, kept so that a redelivered copy changes nothing."""
 

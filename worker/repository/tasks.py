@@ -2,11 +2,13 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from worker.repository.base import Repository
-from worker.repository.records import TaskRecord
+from worker.repository.records import TaskRecord, TaskTally
+
+TALLY_ID = 1
 
 
 class TaskStore(Protocol):
@@ -30,7 +32,8 @@ class TaskRepository(Repository[TaskRecord]):
 
     After a preload, lookups of the preloaded ids and names are answered from the
     session (including the tasks added or deleted since), so a batch of a hundred
-    commands costs a handful of statements instead of hundreds.
+    commands costs a handful of statements instead of hundreds. The count comes from
+    the task tally, which `write_tally` moves by what this session added and deleted.
     """
 
     record_type = TaskRecord
@@ -40,6 +43,7 @@ class TaskRepository(Repository[TaskRecord]):
         self._by_name: dict[str, TaskRecord | None] = {}
         self._staged: list[TaskRecord] = []
         self._deleted: set[UUID] = set()
+        self._tally_change = 0
 
     async def preload(
         self, task_ids: Iterable[UUID] = (), names: Iterable[str] = ()
@@ -62,6 +66,7 @@ class TaskRepository(Repository[TaskRecord]):
         """Stage a new task; `flush` writes all staged tasks in one INSERT."""
         self._by_name[record.name] = record
         self._staged.append(record)
+        self._tally_change += 1
         return record
 
     async def flush(self) -> None:
@@ -79,8 +84,25 @@ class TaskRepository(Repository[TaskRecord]):
         return await super().get(key)
 
     async def count(self) -> int:
-        await self.flush()
-        return await super().count()
+        """How many tasks there are, this session's changes included."""
+        query = select(TaskTally.tasks).where(TaskTally.id == TALLY_ID)
+        stored = await self.session.scalar(query)
+        return int(stored or 0) + self._tally_change
+
+    async def write_tally(self) -> None:
+        """Move the tally by this session's creates and deletes.
+
+        Called last before the commit: on PostgreSQL the tally row stays locked
+        until then, and concurrent writers queue for it.
+        """
+        change, self._tally_change = self._tally_change, 0
+        if change:
+            query = (
+                update(TaskTally)
+                .where(TaskTally.id == TALLY_ID)
+                .values(tasks=TaskTally.tasks + change)
+            )
+            await self.session.execute(query)
 
     async def delete(self, record: TaskRecord) -> bool:
         """Delete now; False when a concurrent transaction deleted the task first.
@@ -92,7 +114,10 @@ class TaskRepository(Repository[TaskRecord]):
         self._deleted.add(record.id)
         query = delete(TaskRecord).where(TaskRecord.id == record.id)
         result = await self.session.execute(query)
-        return bool(getattr(result, "rowcount", 0))
+        deleted = bool(getattr(result, "rowcount", 0))
+        if deleted:
+            self._tally_change -= 1
+        return deleted
 
     async def get_by_name(self, name: str) -> TaskRecord | None:
         """The task with this name (a unique index lookup), or None."""

@@ -76,7 +76,8 @@ class UnitOfWork:
         session = self._require_session()
         await self.tasks.flush()
         await self.processed.flush()
-        # Last before the commit: the audit head stays locked until it.
+        # Last before the commit: the tally and the audit head stay locked until it.
+        await self.tasks.write_tally()
         await self.audit.append()
         await self.outbox.flush()
         await session.commit()
