@@ -34,26 +34,26 @@ def fresh_sqlite_url(folder: Path, name: str) -> str:
 
 async def recreate_postgres(url: str) -> None:
     """Drop and create the benchmark's own database (never any other)."""
-    target = make_url(url)
-    admin = target.set(drivername="postgresql", database="postgres")
-    connection = await asyncpg.connect(admin.render_as_string(hide_password=False))
-    try:
-        await connection.execute(
-            f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'
-        )
-        await connection.execute(f'CREATE DATABASE "{target.database}"')
-    finally:
-        await connection.close()
+    database = make_url(url).database
+    await _as_admin(
+        url,
+        f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)',
+        f'CREATE DATABASE "{database}"',
+    )
 
 
 async def drop_postgres(url: str) -> None:
-    target = make_url(url)
-    admin = target.set(drivername="postgresql", database="postgres")
+    database = make_url(url).database
+    await _as_admin(url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+async def _as_admin(url: str, *statements: str) -> None:
+    """Run statements in the server's `postgres` database, as the URL's role."""
+    admin = make_url(url).set(drivername="postgresql", database="postgres")
     connection = await asyncpg.connect(admin.render_as_string(hide_password=False))
     try:
-        await connection.execute(
-            f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'
-        )
+        for statement in statements:
+            await connection.execute(statement)
     finally:
         await connection.close()
 
