@@ -36,8 +36,11 @@ from worker.audit.reconcile import reconcile
 from worker.audit.verify import verify_chain, verify_stream
 from worker.repository.database import create_engine, create_session_factory
 from worker.repository.unit_of_work import UnitOfWork
+from worker.settings import WorkerSettings
 
 GROUP = "tasks-worker"
+# The workers run with the default stream cap, far above any scenario's events.
+EVENTS_MAXLEN = WorkerSettings().events_maxlen
 POISON_CODES = {"malformed", "validation_error"}
 EXAMPLES = 5
 
@@ -141,7 +144,7 @@ class Observer:
     async def _audit(self) -> dict[str, Any]:
         async with UnitOfWork(create_session_factory(self._engine)) as uow:
             chain = await verify_chain(uow)
-            stream = await verify_stream(uow, self._redis)
+            stream = await verify_stream(uow, self._redis, EVENTS_MAXLEN)
             replayed = await reconcile(uow)
         findings = [
             f"{check}: {finding}"

@@ -27,6 +27,7 @@ from worker.settings import WorkerSettings
 from worker.transport.app import build_app
 
 BART = "hf://facebook/bart-large-cnn"
+EVENTS_MAXLEN = 100_000
 
 
 async def settled(new_unit_of_work: UnitOfWorkFactory) -> None:
@@ -135,7 +136,7 @@ async def test_verify_and_reconcile_pass_on_a_log_of_many_mixed_commands(
 
     async with new_unit_of_work() as uow:
         chain = await verify_chain(uow)
-        stream = await verify_stream(uow, redis)
+        stream = await verify_stream(uow, redis, EVENTS_MAXLEN)
         replayed = await reconcile(uow)
 
     assert all(isinstance(error, TaskConflictError) for error in conflicts)
@@ -192,7 +193,7 @@ async def test_verify_finds_a_stream_entry_removed_or_forged(
     await redis.xadd(EVENTS_STREAM, {"data": json.dumps(forged)})
 
     async with new_unit_of_work() as uow:
-        stream = await verify_stream(uow, redis)
+        stream = await verify_stream(uow, redis, EVENTS_MAXLEN)
 
     assert "seq 3 is logged but not on stream task.events" in stream.findings
     assert any(finding.endswith("seq 1 differs") for finding in stream.findings)
@@ -360,3 +361,33 @@ async def wait_until_forgotten(new_unit_of_work: UnitOfWorkFactory) -> None:
                 if (await uow.audit.page(0, 1)).items[0].seq > 1:
                     return
             await asyncio.sleep(0.05)
+
+
+async def test_verify_finds_events_lost_from_the_start_of_the_stream(
+    logged: list[str], redis: Redis, new_unit_of_work: UnitOfWorkFactory
+) -> None:
+    entries = await redis.xrange(EVENTS_STREAM)
+    await redis.xdel(EVENTS_STREAM, entries[0][0], entries[1][0])
+
+    async with new_unit_of_work() as uow:
+        lost = await verify_stream(uow, redis, EVENTS_MAXLEN)
+        trimmed = await verify_stream(uow, redis, len(entries) - 2)
+
+    assert lost.findings == [
+        "seq 1 is logged but not on stream task.events",
+        "seq 2 is logged but not on stream task.events",
+    ]
+    assert trimmed.whole, trimmed.findings
+
+
+async def test_verify_finds_a_stream_deleted_whole(
+    logged: list[str], redis: Redis, new_unit_of_work: UnitOfWorkFactory
+) -> None:
+    await redis.delete(EVENTS_STREAM)
+
+    async with new_unit_of_work() as uow:
+        stream = await verify_stream(uow, redis, 3)
+
+    assert stream.findings == [
+        f"seq {seq} is logged but not on stream task.events" for seq in (4, 5, 6)
+    ]

@@ -105,7 +105,8 @@ async def _verify(arguments: argparse.Namespace) -> int:
     try:
         async with _unit_of_work(arguments) as uow:
             chain = await verify_chain(uow)
-            stream = await verify_stream(uow, redis)
+            events_maxlen = WorkerSettings().events_maxlen
+            stream = await verify_stream(uow, redis, events_maxlen)
     finally:
         await redis.aclose()
     _report("chain", chain, "events")

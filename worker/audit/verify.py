@@ -18,6 +18,7 @@ from worker.repository.audit import chain_hash
 from worker.repository.unit_of_work import UnitOfWork
 
 STREAM_PAGE = 1000
+SHOWN_MISSING = 20
 
 
 @dataclass
@@ -71,8 +72,17 @@ def _link_problem(
     return None
 
 
-async def verify_stream(uow: UnitOfWork, redis: Redis) -> Verdict:
-    """Compare `task.events` with the log: same payload per seq, none missing."""
+async def verify_stream(uow: UnitOfWork, redis: Redis, events_maxlen: int) -> Verdict:
+    """Compare `task.events` with the log: same payload per seq, none missing.
+
+    The stream is capped near `events_maxlen` entries, and trimming keeps at least
+    that many, so every one of the last `events_maxlen` relayed events must be on
+    it; older ones may have been trimmed.
+    """
+    # Before reading the stream: an event relayed while it is read is then not
+    # yet required, rather than required and not seen.
+    required = await _required_on_stream(uow, events_maxlen)
+
     verdict = Verdict()
     seen: set[int] = set()
     async for entry_id, data in _stream_entries(redis):
@@ -88,25 +98,36 @@ async def verify_stream(uow: UnitOfWork, redis: Redis) -> Verdict:
             verdict.findings.append(f"stream entry {entry_id}: seq {seq} differs")
         seen.add(seq)
 
-    verdict.findings.extend(await _missing_from_stream(uow, seen))
+    verdict.findings.extend(_missing(required, seen))
     return verdict
 
 
-async def _missing_from_stream(uow: UnitOfWork, seen: set[int]) -> list[str]:
-    # Before the stream's first entry, events were trimmed by its cap; after the
-    # last relayed one, they may still wait in the outbox.
-    if not seen:
-        return []
+async def _required_on_stream(uow: UnitOfWork, events_maxlen: int) -> range:
+    """The seqs the stream must hold: the last relayed ones, up to its cap."""
+    start = await uow.audit.chain_start()
+    last_relayed = start.last_seq
+    # Events still in the outbox have not been relayed yet: not missing.
     waiting = await uow.outbox.oldest(1)
-    last_relayed = max(seen)
     if waiting:
         first_waiting = await uow.audit.seq_of(waiting[0].event_id)
         if first_waiting is not None:
-            last_relayed = max(last_relayed, first_waiting - 1)
-    missing = [seq for seq in range(min(seen), last_relayed + 1) if seq not in seen]
-    return [
-        f"seq {seq} is logged but not on stream {EVENTS_STREAM}" for seq in missing[:20]
+            last_relayed = first_waiting - 1
+    first = max(start.first_seq, last_relayed - events_maxlen + 1)
+    return range(first, last_relayed + 1)
+
+
+def _missing(required: range, seen: set[int]) -> list[str]:
+    missing = [seq for seq in required if seq not in seen]
+    findings = [
+        f"seq {seq} is logged but not on stream {EVENTS_STREAM}"
+        for seq in missing[:SHOWN_MISSING]
     ]
+    if len(missing) > SHOWN_MISSING:
+        findings.append(
+            f"{len(missing) - SHOWN_MISSING} more logged events are not on stream "
+            f"{EVENTS_STREAM} (seq {required.start} to {required.stop - 1} must be)"
+        )
+    return findings
 
 
 async def _stream_entries(redis: Redis) -> Any:
