@@ -1,6 +1,7 @@
 """Bodies of the messages that services publish to the worker."""
 
 import re
+import unicodedata
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -20,14 +21,18 @@ MAX_SKIP = 2**63 - 1
 
 # `scheme://rest`, the scheme as RFC 3986 defines it, the rest without spaces or
 # control characters.
-MODEL_URI_PATTERN = r"^[A-Za-z][A-Za-z0-9+.\-]*://[^\s\x00-\x1f\x7f]+$"
+MODEL_URI_PATTERN = r"^[A-Za-z][A-Za-z0-9+.\-]*://[^\s\x00-\x1f\x7f-\x9f]+$"
 
 _MODEL_URI = re.compile(MODEL_URI_PATTERN)
 
-# Text holds no control characters but tab and line breaks (in descriptions):
-# PostgreSQL refuses NUL in text, and the others only garble logs and terminals.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_BUT_LAYOUT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Text holds no control characters (C0, DEL, C1) but tab and line breaks (in
+# descriptions): PostgreSQL refuses NUL in text, and the others only garble logs
+# and terminals.
+_CONTROL_BUT_LAYOUT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Names are read by people and looked up by others: control characters and
+# invisible formatting (zero-width spaces, direction overrides, byte order marks)
+# would make names that look alike but differ.
+_UNSEEN_CATEGORIES = {"Cc", "Cf"}
 
 
 def _not_nil(task_id: UUID) -> UUID:
@@ -36,10 +41,14 @@ def _not_nil(task_id: UUID) -> UUID:
     return task_id
 
 
-def _no_control_characters(text: str) -> str:
-    if _CONTROL.search(text):
-        raise ValueError("control characters are not allowed")
-    return text
+def _task_name(name: str) -> str:
+    """The name in Unicode NFC, so that names that look the same are the same."""
+    if any(unicodedata.category(char) in _UNSEEN_CATEGORIES for char in name):
+        raise ValueError(
+            "control characters and invisible formatting characters (zero-width, "
+            "direction overrides, byte order marks) are not allowed"
+        )
+    return unicodedata.normalize("NFC", name)
 
 
 def _only_layout_controls(text: str) -> str:
@@ -77,7 +86,7 @@ TaskName = Annotated[
         min_length=1,
         max_length=MAX_NAME_CHARS,
     ),
-    AfterValidator(_no_control_characters),
+    AfterValidator(_task_name),
 ]
 
 ModelUri = Annotated[

@@ -1,6 +1,7 @@
 """The command bodies, validated the way the worker validates them: strict JSON."""
 
 import json
+import unicodedata
 from typing import Any
 from uuid import UUID
 
@@ -36,9 +37,11 @@ WHITE_SPACE = (
 )
 
 padding = st.text(alphabet=WHITE_SPACE, max_size=4)
-visible = st.characters(exclude_categories=("Cs", "Cc", "Zs", "Zl", "Zp"))
-# Any text the contract accepts: no surrogates, no control characters.
+visible = st.characters(exclude_categories=("Cs", "Cc", "Cf", "Zs", "Zl", "Zp"))
+# Any text the contract accepts: no surrogates, no control characters; in names,
+# no invisible formatting characters either.
 anything = st.characters(exclude_categories=("Cs", "Cc"))
+name_characters = st.characters(exclude_categories=("Cs", "Cc", "Cf"))
 layout = st.sampled_from("\t\n\r")
 description_text = st.text(
     alphabet=st.one_of(anything, layout), max_size=MAX_DESCRIPTION_CHARS
@@ -49,7 +52,7 @@ description_text = st.text(
 def task_names(draw: st.DrawFn) -> str:
     """A valid name, maybe padded with whitespace that validation trims."""
     first = draw(visible)
-    rest = draw(st.text(alphabet=anything, max_size=MAX_NAME_CHARS - 1))
+    rest = draw(st.text(alphabet=name_characters, max_size=MAX_NAME_CHARS - 1))
     return draw(padding) + first + rest + draw(padding)
 
 
@@ -112,12 +115,13 @@ def create_body(**fields: Any) -> dict[str, Any]:
 
 class TestValidBodies:
     @given(create_bodies)
-    def test_a_create_keeps_its_fields_and_trims_its_name(
+    def test_a_create_keeps_its_fields_and_trims_and_normalizes_its_name(
         self, body: dict[str, Any]
     ) -> None:
         task = validated(CREATE, body)
 
-        assert task.name == body["name"].strip(WHITE_SPACE)
+        trimmed = body["name"].strip(WHITE_SPACE)
+        assert task.name == unicodedata.normalize("NFC", trimmed)
         assert task.description == body.get("description", "")
         assert task.models == body["models"]
 
@@ -164,6 +168,39 @@ class TestValidBodies:
 
         assert len(task.name) == MAX_NAME_CHARS
         assert len(task.models) == MAX_MODELS
+
+
+class TestNamesPeopleRead:
+    def test_names_that_look_alike_are_one_name(self) -> None:
+        composed = validated(CREATE, create_body(name="caf\u00e9"))
+        decomposed = validated(CREATE, create_body(name="cafe\u0301"))
+
+        assert composed.name == decomposed.name == "caf\u00e9"
+
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "\u200b",  # zero-width space, nothing visible
+            "summari\u200bzation",
+            "\u202enoitazirammus",  # right-to-left override
+            "\ufeffsummarization",  # byte order mark
+            "summari\x85zation",  # C1 next line
+            "summari\x9bzation",  # C1 control sequence introducer
+        ],
+    )
+    def test_invisible_and_control_characters_are_refused_in_names(
+        self, name: str
+    ) -> None:
+        assert error_locs(CREATE, create_body(name=name)) == {("name",)}
+
+    def test_descriptions_refuse_c1_controls_and_keep_emoji_sequences(self) -> None:
+        family = "\U0001f469\u200d\U0001f467"  # joined by a zero-width joiner
+
+        task = validated(CREATE, create_body(description=f"for {family}"))
+
+        assert task.description == f"for {family}"
+        body = create_body(description="x\x9bz")
+        assert error_locs(CREATE, body) == {("description",)}
 
 
 class TestRejectedCreates:
