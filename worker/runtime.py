@@ -64,7 +64,7 @@ class WorkerRuntime:
         )
         await create_groups(self._redis, settings.group)
 
-        self._engine = create_engine(settings.database_url)
+        self._engine = create_engine(settings.database_url, settings.lock_timeout_ms)
         session_factory = create_session_factory(self._engine)
         write_lock = write_lock_for(self._engine)
 

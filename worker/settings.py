@@ -50,6 +50,9 @@ class WorkerSettings(BaseSettings):
     # An entry handed out more often than this goes to the dead-letter stream.
     max_deliveries: int = Field(default=5, ge=1)
     shutdown_timeout_s: float = Field(default=20.0, gt=0)
+    # PostgreSQL: the longest a statement waits for a lock before its batch is
+    # retried with a warning.
+    lock_timeout_ms: int = Field(default=5_000, ge=1)
     auto_migrate: bool = True
 
     @model_validator(mode="after")

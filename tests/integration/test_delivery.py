@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
+import asyncpg
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy.engine import make_url
 
 from contracts import CREATE_STREAM, EVENTS_STREAM
 from contracts.client import plain_entry
@@ -245,3 +247,43 @@ async def test_settling_leaves_an_entry_claimed_meanwhile_to_its_new_owner(
     assert [(entry["message_id"], entry["consumer"]) for entry in pending] == [
         (stolen, b"thief")
     ]
+
+
+@pytest.mark.postgres
+async def test_a_table_locked_by_hand_holds_a_batch_back_with_a_warning(
+    redis_url: str, redis: Redis, postgres_schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = WorkerSettings(
+        redis_url=redis_url,
+        database_url=postgres_schema,
+        consumer="locked-out",
+        embedded_redis=False,
+        batch_wait_ms=20,
+        lock_timeout_ms=100,
+    )
+    app = build_app(settings)
+    await app.start()
+    admin = make_url(postgres_schema).set(drivername="postgresql")
+    locker = await asyncpg.connect(admin.render_as_string(hide_password=False))
+    try:
+        async with Replies(redis, "replies.locked") as replies:
+            lock = locker.transaction()
+            await lock.start()
+            await locker.execute("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
+            entry = plain_entry(create_body("locked-out"), reply_to="replies.locked")
+            await redis.xadd(CREATE_STREAM, entry)
+            with pytest.raises(TimeoutError):
+                await replies.next(timeout_s=1.0)
+            await lock.rollback()
+            reply = await replies.next()
+    finally:
+        await locker.close()
+        await app.stop()
+
+    assert reply["ok"] is True
+    waits = [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelname == "WARNING" and "lock timeout" in record.getMessage()
+    ]
+    assert waits, "no warning said the batch waited for a lock"

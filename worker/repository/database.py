@@ -3,7 +3,7 @@
 import asyncio
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -24,6 +24,9 @@ _SQLITE_PRAGMAS = (
 )
 
 
+DEFAULT_LOCK_TIMEOUT_MS = 5_000
+
+
 def _apply_sqlite_pragmas(dbapi_connection: DBAPIConnection, _: Any) -> None:
     cursor = dbapi_connection.cursor()
     for pragma in _SQLITE_PRAGMAS:
@@ -31,14 +34,24 @@ def _apply_sqlite_pragmas(dbapi_connection: DBAPIConnection, _: Any) -> None:
     cursor.close()
 
 
-def create_engine(database_url: str) -> AsyncEngine:
+def create_engine(
+    database_url: str, lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS
+) -> AsyncEngine:
     """An engine for the URL; SQLite connections get the pragmas above.
+
+    On PostgreSQL a statement waits at most `lock_timeout_ms` for a lock, then
+    fails as "database unavailable" and its batch is retried, with a warning that
+    says why: otherwise a table locked by hand would stall the worker silently.
 
     No pre-ping: it would cost a round trip on every checkout. A connection that
     died with its server fails its batch as "database unavailable", SQLAlchemy
     discards the pool, and the consumer retries the batch on fresh connections.
     """
-    engine = create_async_engine(database_url)
+    connect_args: dict[str, Any] = {}
+    if make_url(database_url).get_backend_name() == "postgresql":
+        lock_timeout = {"lock_timeout": str(lock_timeout_ms)}
+        connect_args["server_settings"] = lock_timeout
+    engine = create_async_engine(database_url, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _apply_sqlite_pragmas)
     return engine
@@ -55,9 +68,10 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 
 
 # SQLSTATE classes after which the same transaction may succeed later: connection
-# exceptions, insufficient resources, the server shutting down or starting, and
-# serialization failures or deadlocks that a retry resolves.
-_TRANSIENT_SQLSTATES = ("08", "53", "57P", "40001", "40P01")
+# exceptions, insufficient resources, the server shutting down or starting, a lock
+# not granted in time, and serialization failures or deadlocks that a retry
+# resolves.
+_TRANSIENT_SQLSTATES = ("08", "53", "57P", "55P03", "40001", "40P01")
 
 
 def database_unavailable(error: BaseException) -> bool:
