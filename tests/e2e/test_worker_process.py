@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from contracts import CREATE_STREAM
 from contracts.client import TaskClient
 from tests.conftest import WorkerProcess
+from worker.embedded_redis import redis_answers
 
 StartProcess = Callable[..., WorkerProcess]
 
@@ -78,3 +79,25 @@ async def test_a_deleted_command_stream_is_recreated_and_served(
     assert created.name == "after-the-flood"
     assert "restarting the worker app" in running.log()
     assert running.stop() == 0
+
+
+async def test_the_embedded_redis_goes_when_the_worker_is_killed(
+    worker_process: StartProcess, tmp_path: Path
+) -> None:
+    port = free_loopback_port()
+    running = worker_process(
+        TASKS_REDIS_URL=f"redis://127.0.0.1:{port}/0",
+        TASKS_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'tasks.db'}",
+    )
+    assert await redis_answers(f"redis://127.0.0.1:{port}/0")
+    assert running.process is not None
+
+    running.process.kill()
+    running.process.wait()
+
+    async with asyncio.timeout(10):
+        # The server is another process: there is nothing to await but its port.
+        while await redis_answers(  # noqa: ASYNC110
+            f"redis://127.0.0.1:{port}/0", timeout_s=0.2
+        ):
+            await asyncio.sleep(0.1)
