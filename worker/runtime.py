@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.streams import COMMAND_STREAMS
@@ -22,6 +22,7 @@ from worker.repository.database import (
 from worker.repository.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from worker.settings import WorkerSettings
 from worker.transport.consumer import CommandConsumer, ConsumerConfig
+from worker.transport.departed import DepartedConsumers
 from worker.transport.recovery import PendingRecovery
 from worker.transport.relay import EventRelay
 
@@ -76,7 +77,8 @@ class WorkerRuntime:
             self._redis, new_unit_of_work, relay, _consumer_config(settings)
         )
         await self._start_recovery(self._consumer)
-        self._spawn(_housekeeping(new_unit_of_work, settings), "housekeeping")
+        departed = DepartedConsumers(self._redis, settings.group, settings.consumer)
+        self._spawn(_housekeeping(new_unit_of_work, departed, settings), "housekeeping")
         logger.info(
             "worker connected group=%s consumer=%s redis=%s database=%s",
             settings.group,
@@ -203,7 +205,9 @@ async def forget_expired(
 
 
 async def _housekeeping(
-    new_unit_of_work: UnitOfWorkFactory, settings: WorkerSettings
+    new_unit_of_work: UnitOfWorkFactory,
+    departed: DepartedConsumers,
+    settings: WorkerSettings,
 ) -> None:
     while True:
         try:
@@ -212,4 +216,8 @@ async def _housekeeping(
             if not database_unavailable(error):
                 raise
             logger.warning("housekeeping skipped: database unavailable (%s)", error)
+        try:
+            await departed.forget(COMMAND_STREAMS)
+        except (RedisError, OSError) as error:
+            logger.warning("housekeeping skipped: redis unavailable (%s)", error)
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)

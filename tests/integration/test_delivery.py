@@ -20,6 +20,7 @@ from worker.runtime import create_groups
 from worker.settings import WorkerSettings
 from worker.transport.app import WorkerApp, build_app
 from worker.transport.claims import Claims, Settlement
+from worker.transport.departed import DepartedConsumers
 
 GROUP = "tasks-worker"
 PEGASUS = "hf://google/pegasus-xsum"
@@ -287,3 +288,26 @@ async def test_a_table_locked_by_hand_holds_a_batch_back_with_a_warning(
         if record.levelname == "WARNING" and "lock timeout" in record.getMessage()
     ]
     assert waits, "no warning said the batch waited for a lock"
+
+
+async def test_departed_consumers_are_forgotten_unless_they_hold_entries(
+    redis: Redis,
+) -> None:
+    await redis.xgroup_create(CREATE_STREAM, GROUP, id="0", mkstream=True)
+    await redis.xadd(CREATE_STREAM, {"data": "{}"})
+    await redis.xreadgroup(GROUP, "crashed-holding", {CREATE_STREAM: ">"})
+    await redis.xgroup_createconsumer(CREATE_STREAM, GROUP, "restarted-empty")
+    await redis.xgroup_createconsumer(CREATE_STREAM, GROUP, "this-worker")
+    await asyncio.sleep(0.1)
+
+    forgotten = await DepartedConsumers(redis, GROUP, "this-worker").forget(
+        [CREATE_STREAM], idle_ms=50
+    )
+
+    consumers = await redis.xinfo_consumers(CREATE_STREAM, GROUP)
+    assert forgotten == 1
+    assert {consumer["name"] for consumer in consumers} == {
+        b"crashed-holding",
+        b"this-worker",
+    }
+    assert await pending_count(redis, CREATE_STREAM) == 1
