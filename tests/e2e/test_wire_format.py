@@ -199,13 +199,20 @@ async def dead_letters(redis: Redis) -> list[dict[bytes, bytes]]:
 
 
 NOT_UTF8_BODY = b'{"name": "caf\xff", "models": []}'
+NOT_UTF8 = {
+    "data": NOT_UTF8_BODY,
+    "message_id": b"msg-\xff",
+    "correlation_id": b"c-\xff",
+    "source": b"svc-\xff",
+}
 
 
+@pytest.mark.parametrize("field", NOT_UTF8)
 async def test_an_entry_with_bytes_that_are_not_utf8_fails_alone_and_at_once(
-    worker: FastStream, redis_url: str, redis: Redis
+    worker: FastStream, redis_url: str, redis: Redis, field: str
 ) -> None:
     channel = "replies.svc-c"
-    bad = create_entry("bad", channel, "c-2") | {"data": NOT_UTF8_BODY}
+    bad = create_entry("bad", channel, "c-2") | {field: NOT_UTF8[field]}
 
     async with ReplyListener(redis_url, channel) as replies:
         entry_ids = await xadd_together(
@@ -219,18 +226,41 @@ async def test_an_entry_with_bytes_that_are_not_utf8_fails_alone_and_at_once(
         answers = [await replies.reply(timeout_s=2.0) for _ in entry_ids]
 
     assert [answer["ok"] for answer in answers] == [True, False, True]
-    assert answers[1]["correlation_id"] == "c-2"
-    assert answers[1]["error"]["code"] == "malformed"
+    refused = answers[1]
+    assert refused["error"]["code"] == "malformed"
+    unreadable_id = field == "correlation_id"
+    assert refused["correlation_id"] == (
+        entry_ids[1].decode() if unreadable_id else "c-2"
+    )
     (dead,) = await dead_letters(redis)
-    assert dead[b"data"] == NOT_UTF8_BODY
+    assert dead[field.encode()] == NOT_UTF8[field]
     assert dead[b"dead_letter.entry_id"] == entry_ids[1]
     assert dead[b"dead_letter.code"] == b"malformed"
-    assert await redis.xpending("task.create", "tasks-worker") == {
-        "pending": 0,
-        "min": None,
-        "max": None,
-        "consumers": [],
-    }
+    pending = await redis.xpending("task.create", "tasks-worker")
+    assert pending["pending"] == 0
+
+
+async def test_an_entry_whose_reply_to_is_not_utf8_is_refused_unanswered(
+    worker: FastStream, redis_url: str, redis: Redis
+) -> None:
+    channel = "replies.svc-c"
+    bad = create_entry("bad", channel, "c-2") | {"reply_to": b"replies.\xff"}
+
+    async with ReplyListener(redis_url, channel) as replies:
+        entry_ids = await xadd_together(
+            redis_url,
+            "task.create",
+            create_entry("first", channel, "c-1"),
+            bad,
+            create_entry("last", channel, "c-3"),
+        )
+        answers = [await replies.reply(timeout_s=2.0) for _ in range(2)]
+
+    assert [answer["correlation_id"] for answer in answers] == ["c-1", "c-3"]
+    (dead,) = await dead_letters(redis)
+    assert dead[b"reply_to"] == b"replies.\xff"
+    assert dead[b"dead_letter.entry_id"] == entry_ids[1]
+    assert dead[b"dead_letter.code"] == b"malformed"
 
 
 async def broken_envelope(where: str) -> bytes:
