@@ -305,6 +305,30 @@ async def test_a_faststream_envelope_that_is_not_utf8_fails_alone_and_at_once(
     assert dead[b"dead_letter.code"] == b"malformed"
 
 
+async def test_an_entry_with_data_and_an_envelope_is_refused_on_its_reply_to(
+    worker: FastStream, redis_url: str, redis: Redis
+) -> None:
+    channel = "replies.svc-e"
+    envelope = await BinaryMessageFormatV1.encode(
+        message={"name": "from-envelope", "models": [BART]},
+        reply_to="replies.fs",
+        headers=None,
+        correlation_id="fs-5",
+    )
+    both = create_entry("from-data", channel, "c-5") | {"__data__": envelope}
+
+    async with ReplyListener(redis_url, channel) as replies:
+        (entry_id,) = await xadd_together(redis_url, "task.create", both)
+        refused = await replies.reply(timeout_s=2.0)
+
+    assert refused["correlation_id"] == "c-5"
+    assert refused["error"]["code"] == "malformed"
+    assert "__data__" in refused["error"]["message"]
+    (dead,) = await dead_letters(redis)
+    assert dead[b"__data__"] == envelope
+    assert dead[b"dead_letter.entry_id"] == entry_id
+
+
 async def test_faststream_publish_and_request_are_understood(
     worker: FastStream, redis_url: str
 ) -> None:

@@ -195,6 +195,30 @@ class TestFastStreamEntries:
         assert from_envelope == from_plain
 
 
+class TestEntriesInBothFormats:
+    async def test_an_entry_with_data_and_an_envelope_is_malformed(self) -> None:
+        fields = await faststream_fields(
+            SUMMARIZATION, correlation_id="corr-fs", reply_to="faststream.replies"
+        )
+        fields |= plain_fields(
+            json_bytes(SUMMARIZATION),
+            reply_to="tasks.replies.newsroom",
+            correlation_id="corr-plain",
+        )
+
+        read = read_entry(CREATE_STREAM, ENTRY_ID, fields)
+        parsed = parse_command(read)
+
+        assert isinstance(parsed, Rejection)
+        assert parsed.error.code is ErrorCode.MALFORMED
+        assert "`data`" in parsed.error.message
+        assert "`__data__`" in parsed.error.message
+        # Answered like the plain entry it also is, where its publisher listens.
+        assert read.format is WireFormat.PLAIN
+        assert read.reply_to == "tasks.replies.newsroom"
+        assert read.correlation_id == "corr-plain"
+
+
 class TestAcceptedCommands:
     def test_a_create_becomes_a_command_with_its_ids(self) -> None:
         parsed = parse_command(delivery(CREATE_STREAM, json_bytes(SUMMARIZATION)))

@@ -141,8 +141,20 @@ def read_entry(
 
 
 def _open(fields: dict[bytes, bytes]) -> _Envelope:
+    """The body and headers of an entry, in the wire format it was written in."""
     if _FASTSTREAM_FIELD not in fields:
         return _Envelope(WireFormat.PLAIN, fields.get(_DATA_FIELD), _headers(fields))
+
+    if _DATA_FIELD in fields:
+        # Two bodies and perhaps two reply channels: which one the publisher meant
+        # cannot be told. Refused, and answered on the plain `reply_to` field.
+        problem = (
+            f"the entry has both a `{DATA_FIELD}` field and a FastStream "
+            f"`{_FASTSTREAM_FIELD.decode()}` envelope; send one of them"
+        )
+        return _Envelope(
+            WireFormat.PLAIN, fields[_DATA_FIELD], _headers(fields), problem
+        )
 
     envelope = fields[_FASTSTREAM_FIELD]
     body, headers = BinaryMessageFormatV1.parse(envelope)
