@@ -6,28 +6,31 @@ from typing import Any
 
 import pytest
 from faststream import FastStream
-from faststream.redis import RedisBroker
+from faststream.redis import BinaryMessageFormatV1, RedisBroker
 from redis.asyncio import Redis
 
 from contracts import EVENTS_STREAM
 from contracts.client import TaskClient
 from contracts.errors import RequestTimeout
+from contracts.streams import DEAD_LETTER_STREAM
 from worker.settings import WorkerSettings
 from worker.transport.app import build_app
 
 BART = "hf://facebook/bart-large-cnn"
 
 
-async def redis_cli(redis_url: str, *arguments: str) -> str:
+async def redis_cli(redis_url: str, *arguments: str, script: str = "") -> str:
+    """Run `redis-cli`; with `script`, it reads those command lines from stdin."""
     process = await asyncio.create_subprocess_exec(
         "redis-cli",
         "-u",
         redis_url,
         *arguments,
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    stdout, stderr = await process.communicate()
+    stdout, stderr = await process.communicate(script.encode())
     assert process.returncode == 0, stderr.decode()
     return stdout.decode()
 
@@ -37,6 +40,30 @@ async def xadd(redis_url: str, stream: str, body: object, **fields: str) -> None
     data = body if isinstance(body, str) else json.dumps(body)
     pairs = [part for item in fields.items() for part in item]
     await redis_cli(redis_url, "XADD", stream, "*", "data", data, *pairs)
+
+
+def cli_quoted(value: bytes) -> str:
+    """`value` as one `redis-cli` argument, every byte escaped: any bytes go."""
+    return '"' + "".join(f"\\x{byte:02x}" for byte in value) + '"'
+
+
+async def xadd_together(
+    redis_url: str, stream: str, *entries: dict[str, bytes]
+) -> list[bytes]:
+    """Append entries in one MULTI/EXEC, so that one read of the worker takes all.
+
+    The fields go through `redis-cli` byte for byte, as a service that writes
+    whatever bytes it likes would send them. Returns the entry ids.
+    """
+    lines = ["MULTI"]
+    for fields in entries:
+        pairs = (f"{cli_quoted(k.encode())} {cli_quoted(v)}" for k, v in fields.items())
+        lines.append(f"XADD {stream} * {' '.join(pairs)}")
+    lines.append("EXEC")
+
+    output = await redis_cli(redis_url, script="\n".join(lines) + "\n")
+
+    return [line.encode() for line in output.splitlines()[-len(entries) :]]
 
 
 class ReplyListener:
@@ -157,6 +184,149 @@ async def test_bad_entries_get_an_error_reply_and_the_worker_keeps_serving(
     assert accepted["ok"] is True
     pending = await redis.xpending("task.create", "tasks-worker")
     assert pending["pending"] == 0
+
+
+def create_entry(name: str, channel: str, correlation_id: str) -> dict[str, bytes]:
+    return {
+        "data": json.dumps({"name": name, "models": [BART]}).encode(),
+        "reply_to": channel.encode(),
+        "correlation_id": correlation_id.encode(),
+    }
+
+
+async def dead_letters(redis: Redis) -> list[dict[bytes, bytes]]:
+    return [fields for _, fields in await redis.xrange(DEAD_LETTER_STREAM)]
+
+
+NOT_UTF8_BODY = b'{"name": "caf\xff", "models": []}'
+NOT_UTF8 = {
+    "data": NOT_UTF8_BODY,
+    "message_id": b"msg-\xff",
+    "correlation_id": b"c-\xff",
+    "source": b"svc-\xff",
+}
+
+
+@pytest.mark.parametrize("field", NOT_UTF8)
+async def test_an_entry_with_bytes_that_are_not_utf8_fails_alone_and_at_once(
+    worker: FastStream, redis_url: str, redis: Redis, field: str
+) -> None:
+    channel = "replies.svc-c"
+    bad = create_entry("bad", channel, "c-2") | {field: NOT_UTF8[field]}
+
+    async with ReplyListener(redis_url, channel) as replies:
+        entry_ids = await xadd_together(
+            redis_url,
+            "task.create",
+            create_entry("first", channel, "c-1"),
+            bad,
+            create_entry("last", channel, "c-3"),
+        )
+        # Far sooner than the claim of abandoned entries (30 s) would answer them.
+        answers = [await replies.reply(timeout_s=2.0) for _ in entry_ids]
+
+    assert [answer["ok"] for answer in answers] == [True, False, True]
+    refused = answers[1]
+    assert refused["error"]["code"] == "malformed"
+    unreadable_id = field == "correlation_id"
+    assert refused["correlation_id"] == (
+        entry_ids[1].decode() if unreadable_id else "c-2"
+    )
+    (dead,) = await dead_letters(redis)
+    assert dead[field.encode()] == NOT_UTF8[field]
+    assert dead[b"dead_letter.entry_id"] == entry_ids[1]
+    assert dead[b"dead_letter.code"] == b"malformed"
+    pending = await redis.xpending("task.create", "tasks-worker")
+    assert pending["pending"] == 0
+
+
+async def test_an_entry_whose_reply_to_is_not_utf8_is_refused_unanswered(
+    worker: FastStream, redis_url: str, redis: Redis
+) -> None:
+    channel = "replies.svc-c"
+    bad = create_entry("bad", channel, "c-2") | {"reply_to": b"replies.\xff"}
+
+    async with ReplyListener(redis_url, channel) as replies:
+        entry_ids = await xadd_together(
+            redis_url,
+            "task.create",
+            create_entry("first", channel, "c-1"),
+            bad,
+            create_entry("last", channel, "c-3"),
+        )
+        answers = [await replies.reply(timeout_s=2.0) for _ in range(2)]
+
+    assert [answer["correlation_id"] for answer in answers] == ["c-1", "c-3"]
+    (dead,) = await dead_letters(redis)
+    assert dead[b"reply_to"] == b"replies.\xff"
+    assert dead[b"dead_letter.entry_id"] == entry_ids[1]
+    assert dead[b"dead_letter.code"] == b"malformed"
+
+
+async def broken_envelope(where: str) -> bytes:
+    """A FastStream envelope with a byte that is not UTF-8 in a header or the body."""
+    if where == "header":
+        return await BinaryMessageFormatV1.encode(
+            message={"name": "bad", "models": [BART]},
+            reply_to="replies.fs",
+            headers={"source": b"svc-\xff"},
+            correlation_id="fs-2",
+        )
+    return await BinaryMessageFormatV1.encode(
+        message=NOT_UTF8_BODY,
+        reply_to="replies.fs",
+        headers=None,
+        correlation_id="fs-2",
+    )
+
+
+@pytest.mark.parametrize("where", ["header", "body"])
+async def test_a_faststream_envelope_that_is_not_utf8_fails_alone_and_at_once(
+    worker: FastStream, redis_url: str, redis: Redis, where: str
+) -> None:
+    channel = "replies.svc-d"
+    envelope = await broken_envelope(where)
+
+    async with ReplyListener(redis_url, channel) as replies:
+        entry_ids = await xadd_together(
+            redis_url,
+            "task.create",
+            create_entry("first", channel, "c-1"),
+            {"__data__": envelope},
+            create_entry("last", channel, "c-3"),
+        )
+        answers = [await replies.reply(timeout_s=2.0) for _ in range(2)]
+
+    assert [answer["correlation_id"] for answer in answers] == ["c-1", "c-3"]
+    assert all(answer["ok"] for answer in answers)
+    (dead,) = await dead_letters(redis)
+    assert dead[b"__data__"] == envelope
+    assert dead[b"dead_letter.entry_id"] == entry_ids[1]
+    assert dead[b"dead_letter.code"] == b"malformed"
+
+
+async def test_an_entry_with_data_and_an_envelope_is_refused_on_its_reply_to(
+    worker: FastStream, redis_url: str, redis: Redis
+) -> None:
+    channel = "replies.svc-e"
+    envelope = await BinaryMessageFormatV1.encode(
+        message={"name": "from-envelope", "models": [BART]},
+        reply_to="replies.fs",
+        headers=None,
+        correlation_id="fs-5",
+    )
+    both = create_entry("from-data", channel, "c-5") | {"__data__": envelope}
+
+    async with ReplyListener(redis_url, channel) as replies:
+        (entry_id,) = await xadd_together(redis_url, "task.create", both)
+        refused = await replies.reply(timeout_s=2.0)
+
+    assert refused["correlation_id"] == "c-5"
+    assert refused["error"]["code"] == "malformed"
+    assert "__data__" in refused["error"]["message"]
+    (dead,) = await dead_letters(redis)
+    assert dead[b"__data__"] == envelope
+    assert dead[b"dead_letter.entry_id"] == entry_id
 
 
 async def test_faststream_publish_and_request_are_understood(

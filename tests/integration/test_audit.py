@@ -14,7 +14,7 @@ from faststream import FastStream
 from redis.asyncio import Redis
 from sqlalchemy import text
 
-from contracts import CREATE_STREAM, EVENTS_STREAM, EventType
+from contracts import CREATE_STREAM, EVENTS_STREAM, EventType, TaskEvent
 from contracts.client import TaskClient
 from contracts.errors import TaskConflictError, TaskNotFoundError
 from worker.audit.export import export_events
@@ -88,6 +88,61 @@ async def test_changes_and_refusals_are_logged_in_order_with_their_source(
     reasons = [event.reason.code if event.reason else None for event in page.items]
     assert reasons == [None, "conflict", "not_found", "malformed", None]
     assert page.items[4].task == task
+
+
+def create_entry(name: str, **fields: str) -> dict[str, str]:
+    return {"data": json.dumps({"name": name, "models": [BART]}), **fields}
+
+
+async def test_refusals_of_entries_with_unusable_ids_are_all_audited(
+    worker: FastStream, redis: Redis, new_unit_of_work: UnitOfWorkFactory
+) -> None:
+    entries = [
+        create_entry("long-id", message_id="m" * 201, source="svc-a"),
+        create_entry("", message_id="msg-invalid", source="svc-a"),
+        create_entry("nul-id", message_id="msg\x00nul", source="svc-a"),
+        create_entry("nul-source", message_id="msg-nul-source", source="svc\x00go"),
+        create_entry("long-source", source="s" * 201),
+        create_entry("forged", correlation_id="c-1\nERROR forged line"),
+    ]
+    # One transaction: the worker reads them all in one batch.
+    async with redis.pipeline(transaction=True) as pipeline:
+        for entry in entries:
+            pipeline.xadd(CREATE_STREAM, entry)  # type: ignore[arg-type]
+        entry_ids = [entry_id.decode() for entry_id in await pipeline.execute()]
+
+    events = await logged_events(new_unit_of_work, at_least=len(entries))
+
+    assert {event.type for event in events} == {EventType.TASK_CREATE_REJECTED}
+    reasons = [event.reason.code if event.reason else None for event in events]
+    assert reasons == ["malformed", "validation_error"] + ["malformed"] * 4
+    # An unsafe id gives way to the entry id; a safe one still names the reply.
+    assert [event.causation_id for event in events] == [
+        entry_ids[0],
+        "msg-invalid",
+        *entry_ids[2:],
+    ]
+    assert [event.correlation_id for event in events] == [
+        entry_ids[0],
+        "msg-invalid",
+        entry_ids[2],
+        "msg-nul-source",
+        *entry_ids[4:],
+    ]
+    assert [event.source for event in events] == ["svc-a"] * 3 + [None] * 3
+
+
+async def logged_events(
+    new_unit_of_work: UnitOfWorkFactory, at_least: int
+) -> list[TaskEvent]:
+    """The events in the log, once it holds `at_least` of them."""
+    async with asyncio.timeout(5):
+        while True:
+            async with new_unit_of_work() as uow:
+                page = await uow.audit.page(0, 100)
+            if len(page.items) >= at_least:
+                return list(page.items)
+            await asyncio.sleep(0.02)
 
 
 async def test_history_lists_one_tasks_events_including_refused_deletes(

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -12,15 +13,18 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 
-from contracts import CREATE_STREAM, EVENTS_STREAM
+from contracts import CREATE_STREAM, EVENTS_STREAM, QUERY_STREAM
 from contracts.client import plain_entry
 from contracts.streams import DEAD_LETTER_STREAM
-from worker.repository.unit_of_work import UnitOfWork
+from worker.repository.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from worker.runtime import create_groups
 from worker.settings import WorkerSettings
 from worker.transport.app import WorkerApp, build_app
 from worker.transport.claims import Claims, Settlement
+from worker.transport.consumer import CommandConsumer, ConsumerConfig
 from worker.transport.departed import DepartedConsumers
+from worker.transport.entries import Delivery, WireFormat
+from worker.transport.relay import EventRelay
 
 GROUP = "tasks-worker"
 PEGASUS = "hf://google/pegasus-xsum"
@@ -311,3 +315,82 @@ async def test_departed_consumers_are_forgotten_unless_they_hold_entries(
         b"this-worker",
     }
     assert await pending_count(redis, CREATE_STREAM) == 1
+
+
+# A correlation id that would forge a worker log line and clear the terminal.
+HOSTILE_ID = (
+    "c-1\n2026-03-14 15:09:26,000 ERROR   worker.transport.consumer: forged\x1b[2J"
+)
+
+
+def assert_one_line_each(caplog: pytest.LogCaptureFixture) -> None:
+    """No log message breaks its line or drives the terminal."""
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages
+    for message in messages:
+        assert not {"\n", "\r", "\x1b"} & set(message), message
+
+
+async def test_a_hostile_correlation_id_cannot_forge_a_log_line(
+    start_worker: StartWorker, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await start_worker()
+    create = plain_entry(
+        create_body("hostile"),
+        reply_to="replies.hostile",
+        correlation_id=HOSTILE_ID,
+        message_id="m-1\r\nforged",
+        source="svc\nforged",
+    )
+    listing = plain_entry(
+        {"kind": "list"}, reply_to="replies.hostile", correlation_id=HOSTILE_ID
+    )
+
+    async with Replies(redis, "replies.hostile") as replies:
+        create_id = await redis.xadd(CREATE_STREAM, create)
+        refused = await replies.next()
+        list_id = await redis.xadd(QUERY_STREAM, listing)
+        refused_query = await replies.next()
+
+    assert refused["correlation_id"] == create_id.decode()
+    assert refused["error"]["code"] == "malformed"
+    assert refused_query["correlation_id"] == list_id.decode()
+    assert_one_line_each(caplog)
+
+
+async def test_ids_that_reach_the_consumer_unchecked_are_logged_escaped(
+    redis: Redis,
+    new_unit_of_work: UnitOfWorkFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="worker")
+    await create_groups(redis, GROUP)
+    await redis.xadd(QUERY_STREAM, {"data": '{"kind": "list"}'})
+    await redis.xadd(QUERY_STREAM, {"data": "not json"})
+    ((_, entries),) = await redis.xreadgroup(GROUP, "steady", {QUERY_STREAM: ">"})
+    consumer = CommandConsumer(
+        redis,
+        new_unit_of_work,
+        EventRelay(redis, new_unit_of_work, events_maxlen=100),
+        ConsumerConfig(GROUP, "steady", 5, 100, claim_idle_ms=30_000),
+    )
+    # Built by hand: `read_entry` would refuse these ids before any log line.
+    deliveries = [
+        Delivery(
+            stream=QUERY_STREAM,
+            entry_id=entry_id.decode(),
+            format=WireFormat.PLAIN,
+            body=fields[b"data"],
+            reply_to="replies.\nforged",
+            correlation_id=HOSTILE_ID,
+            message_id=HOSTILE_ID,
+            fields=fields,
+        )
+        for entry_id, fields in entries
+    ]
+
+    await consumer.consume(deliveries)
+
+    assert len([r for r in caplog.records if "handled" in r.getMessage()]) == 2
+    assert_one_line_each(caplog)

@@ -195,6 +195,30 @@ class TestFastStreamEntries:
         assert from_envelope == from_plain
 
 
+class TestEntriesInBothFormats:
+    async def test_an_entry_with_data_and_an_envelope_is_malformed(self) -> None:
+        fields = await faststream_fields(
+            SUMMARIZATION, correlation_id="corr-fs", reply_to="faststream.replies"
+        )
+        fields |= plain_fields(
+            json_bytes(SUMMARIZATION),
+            reply_to="tasks.replies.newsroom",
+            correlation_id="corr-plain",
+        )
+
+        read = read_entry(CREATE_STREAM, ENTRY_ID, fields)
+        parsed = parse_command(read)
+
+        assert isinstance(parsed, Rejection)
+        assert parsed.error.code is ErrorCode.MALFORMED
+        assert "`data`" in parsed.error.message
+        assert "`__data__`" in parsed.error.message
+        # Answered like the plain entry it also is, where its publisher listens.
+        assert read.format is WireFormat.PLAIN
+        assert read.reply_to == "tasks.replies.newsroom"
+        assert read.correlation_id == "corr-plain"
+
+
 class TestAcceptedCommands:
     def test_a_create_becomes_a_command_with_its_ids(self) -> None:
         parsed = parse_command(delivery(CREATE_STREAM, json_bytes(SUMMARIZATION)))
@@ -279,6 +303,121 @@ class TestMalformedEntries:
 
         assert error.code is ErrorCode.MALFORMED
         assert "message_id" in error.message
+
+
+ID_FIELDS = ["message_id", "correlation_id", "source"]
+UNSAFE_IDS = {
+    "overlong": "m" * (MAX_ID_CHARS + 1),
+    "nul": "msg\x00-7",
+    "newline": "msg-7\n2026-03-14 15:09:26 ERROR worker: forged",
+    "escape": "msg-\x1b[2J7",
+    "c1 control": "msg-\x857",
+    "line separator": "msg-\u20287",
+    "bidi override": "msg-\u202e7",
+}
+
+
+class TestEntryIds:
+    """Ids go to database columns of 200 characters, log lines and replies."""
+
+    @pytest.mark.parametrize("field", ID_FIELDS)
+    @pytest.mark.parametrize("value", UNSAFE_IDS.values(), ids=UNSAFE_IDS.keys())
+    def test_an_unsafe_id_makes_the_entry_malformed_naming_the_field(
+        self, field: str, value: str
+    ) -> None:
+        fields = plain_fields(json_bytes({"id": TASK_ID}), **{field: value})
+
+        parsed = parse_command(read_entry(DELETE_STREAM, ENTRY_ID, fields))
+
+        assert isinstance(parsed, Rejection)
+        assert parsed.error.code is ErrorCode.MALFORMED
+        assert f"`{field}`" in parsed.error.message
+
+    @pytest.mark.parametrize("field", ID_FIELDS)
+    def test_an_unsafe_id_leaves_safe_ids_downstream_and_the_fields_intact(
+        self, field: str
+    ) -> None:
+        fields = plain_fields(
+            json_bytes({"id": TASK_ID}),
+            message_id="msg-7",
+            correlation_id="corr-7",
+            source="svc-7",
+        )
+        fields[field.encode()] = b"svc\x00\xff"
+
+        read = read_entry(DELETE_STREAM, ENTRY_ID, fields)
+
+        assert read.message_id == ENTRY_ID
+        assert read.correlation_id == (
+            "corr-7" if field != "correlation_id" else "msg-7"
+        )
+        assert read.source == (None if field == "source" else "svc-7")
+        assert read.fields[field.encode()] == b"svc\x00\xff"
+
+    def test_without_a_safe_correlation_id_the_reply_names_the_entry_id(self) -> None:
+        fields = plain_fields(b"{}", message_id="m" * 201, correlation_id="c\x00")
+
+        read = read_entry(CREATE_STREAM, ENTRY_ID, fields)
+
+        assert read.message_id == read.correlation_id == ENTRY_ID
+
+    @pytest.mark.parametrize("field", [*ID_FIELDS, "reply_to"])
+    def test_a_field_that_is_not_utf8_makes_the_entry_malformed(
+        self, field: str
+    ) -> None:
+        fields = plain_fields(json_bytes({"id": TASK_ID}), reply_to="replies.svc-7")
+        fields[field.encode()] = b"svc-\xff"
+
+        parsed = parse_command(read_entry(DELETE_STREAM, ENTRY_ID, fields))
+
+        assert isinstance(parsed, Rejection)
+        assert parsed.error.code is ErrorCode.MALFORMED
+        assert f"`{field}` is not UTF-8" in parsed.error.message
+
+    def test_an_unreadable_reply_channel_is_not_answered(self) -> None:
+        fields = plain_fields(b"{}", reply_to="replies.svc-7")
+        fields[b"reply_to"] = b"replies.\xff"
+
+        assert read_entry(CREATE_STREAM, ENTRY_ID, fields).reply_to == ""
+
+    def test_printable_unicode_ids_of_exactly_the_limit_are_accepted(self) -> None:
+        fields = plain_fields(
+            json_bytes({"id": TASK_ID}),
+            message_id="é" * MAX_ID_CHARS,
+            correlation_id="corr ☕ 7",
+            source="équipe-données",
+        )
+
+        parsed = parse_command(read_entry(DELETE_STREAM, ENTRY_ID, fields))
+
+        assert isinstance(parsed, Command)
+        assert parsed.message_id == "é" * MAX_ID_CHARS
+        assert parsed.correlation_id == "corr ☕ 7"
+        assert parsed.source == "équipe-données"
+
+    async def test_an_unsafe_id_in_a_faststream_header_is_malformed(self) -> None:
+        fields = await faststream_fields(
+            SUMMARIZATION, correlation_id="corr\r\nforged", reply_to="fs.replies"
+        )
+
+        read = read_entry(CREATE_STREAM, ENTRY_ID, fields)
+        parsed = parse_command(read)
+
+        assert isinstance(parsed, Rejection)
+        assert "`correlation_id`" in parsed.error.message
+        assert read.correlation_id == ENTRY_ID
+        assert read.reply_to == "fs.replies"
+
+    async def test_an_envelope_whose_headers_are_not_utf8_is_malformed(self) -> None:
+        fields = await faststream_fields(
+            SUMMARIZATION, correlation_id="corr-8", headers={"source": b"svc-\xff"}
+        )
+
+        parsed = parse_command(read_entry(CREATE_STREAM, ENTRY_ID, fields))
+
+        assert isinstance(parsed, Rejection)
+        assert parsed.error.code is ErrorCode.MALFORMED
+        assert "`__data__`" in parsed.error.message
 
 
 class TestInvalidBodies:

@@ -162,7 +162,7 @@ async def _apply_once(
     uow: UnitOfWork, command: Command, remembered: dict[str, str]
 ) -> Outcome:
     if command.changes_state and command.message_id in remembered:
-        logger.debug("duplicate message_id=%s answered again", command.message_id)
+        logger.debug("duplicate message_id=%r answered again", command.message_id)
         return Outcome.remembered(remembered[command.message_id])
 
     service = TaskService(uow.tasks)

@@ -2,12 +2,14 @@
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from faststream import FastStream
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
+from faststream.redis.message import BatchStreamMessage
 from faststream.redis.subscriber.usecases.stream_subscriber import (
     StreamBatchSubscriber,
 )
@@ -64,6 +66,25 @@ def _inline(node: Any, definitions: dict[str, Any]) -> Any:
     return node
 
 
+BatchParser = Callable[[BatchStreamMessage], Awaitable[StreamMessage[Any]]]
+
+
+async def parse_batch(
+    batch: BatchStreamMessage, faststream_parser: BatchParser
+) -> StreamMessage[Any]:
+    """FastStream parser: the batch as read, its entries left for the decoder.
+
+    FastStream's own batch parser decodes every field of every entry as UTF-8, so one
+    entry holding other bytes would fail the whole batch, unanswered until the claim
+    of abandoned entries. It builds the message here from the batch without its
+    entries (ids, stream, a correlation id of its own for its log lines), and
+    `read_deliveries` then reads each entry alone from the raw batch.
+    """
+    message = await faststream_parser({**batch, "data": []})
+    message.raw_message = batch
+    return message
+
+
 async def read_deliveries(message: StreamMessage[Any]) -> list[Delivery]:
     """FastStream decoder: the entries of a batch, each in its own wire format."""
     batch = message.raw_message
@@ -113,6 +134,7 @@ def build_app(settings: WorkerSettings) -> WorkerApp:
                 max_records=settings.batch_size,
                 polling_interval=settings.batch_wait_ms,
             ),
+            parser=parse_batch,
             decoder=read_deliveries,
             ack_policy=AckPolicy.MANUAL,
             no_reply=True,
