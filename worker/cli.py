@@ -8,29 +8,49 @@ import sys
 import time
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from worker.logs import configure_logging
 from worker.migrate import upgrade_to_latest
 from worker.repository.database import database_unavailable
 from worker.serve import serve
-from worker.settings import WorkerSettings
+from worker.settings import WorkerSettings, settings_problems
 from worker.transport.app import build_app
 
 logger = logging.getLogger("worker.cli")
 
+PROG = "tasks-worker"
 MIGRATE_WAIT_S = 120.0
+EXIT_USAGE = 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     arguments = parser.parse_args(argv)
-    settings = WorkerSettings()
+    settings = _read_settings()
+    if settings is None:
+        return EXIT_USAGE
+
     configure_logging(settings.log_level)
     return int(arguments.run_command(arguments, settings))
 
 
+def _read_settings() -> WorkerSettings | None:
+    """The settings, or None once each invalid variable is named on stderr.
+
+    Before anything starts or migrates: a wrong setting must change nothing.
+    """
+    try:
+        return WorkerSettings()
+    except ValidationError as error:
+        for problem in settings_problems(error):
+            print(f"{PROG}: {problem}", file=sys.stderr)
+        return None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tasks-worker",
+        prog=PROG,
         description="The tasks registry worker. Configured by TASKS_* variables.",
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")

@@ -5,13 +5,17 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
+from redis.asyncio.connection import parse_url
 
 from contracts.urls import hide_password
+from worker.database_urls import async_database_url, database_url_for_logs
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+ENV_PREFIX = "TASKS_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _default_consumer() -> str:
@@ -21,7 +25,7 @@ def _default_consumer() -> str:
 class WorkerSettings(BaseSettings):
     """Everything the worker needs to know about its surroundings."""
 
-    model_config = SettingsConfigDict(env_prefix="TASKS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     redis_url: str = DEFAULT_REDIS_URL
     database_url: str = ""
@@ -55,6 +59,29 @@ class WorkerSettings(BaseSettings):
     lock_timeout_ms: int = Field(default=5_000, ge=1)
     auto_migrate: bool = True
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        # Checked here, so that a wrong URL stops the worker before it migrates.
+        try:
+            parse_url(value)
+        except ValueError as error:
+            raise ValueError(f"not a Redis URL: {error}") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return async_database_url(value) if value else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
     @model_validator(mode="after")
     def _default_database(self) -> "WorkerSettings":
         if not self.database_url:
@@ -73,4 +100,47 @@ class WorkerSettings(BaseSettings):
 
     @property
     def database_url_for_logs(self) -> str:
-        return make_url(self.database_url).render_as_string(hide_password=True)
+        return database_url_for_logs(self.database_url)
+
+
+# What a number setting may be, from its Field bounds, said the same way for all.
+_BOUNDS = {"ge": "at least {}", "gt": "above {}", "le": "at most {}", "lt": "below {}"}
+
+
+def settings_problems(error: ValidationError) -> list[str]:
+    """One line per invalid `TASKS_*` variable: its name and what it may be.
+
+    Values are shown only for settings that are not URLs, which may hold passwords.
+    """
+    return [_problem(details) for details in error.errors(include_url=False)]
+
+
+def _problem(details: ErrorDetails) -> str:
+    field = ".".join(str(part) for part in details["loc"])
+    if not field:
+        return f"invalid {ENV_PREFIX}* settings: {details['msg']}"
+
+    variable = f"{ENV_PREFIX}{field.upper()}"
+    if not field.endswith("_url"):
+        variable += f"={details.get('input')!r}"
+    allowed = _allowed(field)
+    if allowed is not None:
+        return f"invalid {variable}: must be {allowed}"
+    message = str(details["msg"]).removeprefix("Value error, ")
+    return f"invalid {variable}: {message}"
+
+
+def _allowed(field: str) -> str | None:
+    info = WorkerSettings.model_fields.get(field)
+    if info is not None and info.annotation is bool:
+        return "true or false"
+    if info is None or info.annotation not in (int, float):
+        return None
+    kind = "a whole number" if info.annotation is int else "a number"
+    bounds = [
+        template.format(getattr(constraint, name))
+        for constraint in info.metadata
+        for name, template in _BOUNDS.items()
+        if hasattr(constraint, name)
+    ]
+    return " ".join([kind, " and ".join(bounds)]).strip()

@@ -5,10 +5,11 @@ import json
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -23,6 +24,9 @@ from worker.migrate import upgrade_to_latest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CLI_DEADLINE_S = 30.0
+# `tasks` as installed: the registry's commands plus `audit`.
+TASKS_MODULE = "worker.audit.cli"
+WORKER_MODULE = "worker.cli"
 
 TUTORIAL_MODELS = [
     "hf://facebook/bart-large-cnn",
@@ -46,9 +50,17 @@ async def run_cli(
     *arguments: str,
     redis_url: str | None = None,
     variables: Mapping[str, str] | None = None,
+    module: str = "contracts.cli",
+    preexec_fn: Callable[[], None] | None = None,
 ) -> CliRun:
     """Run `tasks` as a child process; waiting on it keeps this loop serving."""
-    process = await _start_cli(*arguments, redis_url=redis_url, variables=variables)
+    process = await _start_cli(
+        *arguments,
+        redis_url=redis_url,
+        variables=variables,
+        module=module,
+        preexec_fn=preexec_fn,
+    )
     return await _finish(process)
 
 
@@ -56,19 +68,27 @@ async def _start_cli(
     *arguments: str,
     redis_url: str | None = None,
     variables: Mapping[str, str] | None = None,
+    module: str = "contracts.cli",
+    preexec_fn: Callable[[], None] | None = None,
 ) -> asyncio.subprocess.Process:
     url_option = ["--redis-url", redis_url] if redis_url is not None else []
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "contracts.cli",
+        module,
         *url_option,
         *arguments,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=PROJECT_ROOT,
         env=_environment(variables or {}),
+        preexec_fn=preexec_fn,
     )
+
+
+async def run_audit(*arguments: str, **options: Any) -> CliRun:
+    """`tasks audit ...`, as the installed `tasks` command runs it."""
+    return await run_cli("audit", *arguments, module=TASKS_MODULE, **options)
 
 
 async def _finish(process: asyncio.subprocess.Process) -> CliRun:
@@ -618,3 +638,58 @@ async def test_dead_letters_replay_republishes_the_original_fields_once(
             await asyncio.sleep(0.02)
     assert [task.name for task in (await client.list()).items] == ["second-chance"]
     assert await redis.xlen(DEAD_LETTER_STREAM) == 0
+
+
+@pytest.mark.postgres
+async def test_the_worker_migrates_a_postgresql_url_without_a_driver(
+    postgres_schema: str, tmp_path: Path
+) -> None:
+    plain = f"postgresql://{postgres_schema.split('://', 1)[1]}"
+    variables = {"TASKS_DATABASE_URL": plain, "TASKS_DATA_DIR": str(tmp_path)}
+
+    run = await run_cli("migrate", module=WORKER_MODULE, variables=variables)
+
+    assert run.exit_status == 0, run.stderr
+    assert "database schema up to date database=postgresql+asyncpg://" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "TASKS_BATCH_SIZE",
+            "0",
+            "invalid TASKS_BATCH_SIZE='0': "
+            "must be a whole number at least 1 and at most 10000",
+        ),
+        (
+            "TASKS_LOG_LEVEL",
+            "bogus",
+            "invalid TASKS_LOG_LEVEL='bogus': "
+            "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+        ),
+        (
+            "TASKS_REDIS_URL",
+            "garbage",
+            "invalid TASKS_REDIS_URL: not a Redis URL: ",
+        ),
+    ],
+)
+async def test_an_invalid_worker_setting_is_named_before_anything_starts(
+    redis_url: str, tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    data_dir = tmp_path / "data"
+    variables = {
+        "TASKS_REDIS_URL": redis_url,
+        "TASKS_EMBEDDED_REDIS": "false",
+        "TASKS_DATA_DIR": str(data_dir),
+        variable: value,
+    }
+
+    run = await run_cli("run", module=WORKER_MODULE, variables=variables)
+
+    [line] = run.stderr_lines
+    assert (run.exit_status, run.stdout) == (2, "")
+    assert line.startswith(f"tasks-worker: {message}")
+    # Nothing migrated: the SQLite file would be in the data folder.
+    assert not data_dir.exists()
