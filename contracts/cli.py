@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -46,8 +46,10 @@ EPILOG = f"""\
 exit status:
   {EXIT_OK}  done
   {EXIT_REFUSED}  the worker refused the request (not_found, validation_error, ...)
+     (audit verify, reconcile: the record is not whole)
   {EXIT_USAGE}  usage error
   {EXIT_UNAVAILABLE}  no reply in time, or Redis cannot be reached
+     (audit: or the database cannot be read)
 
 The Redis URL defaults to ${REDIS_URL_VARIABLE}, else {DEFAULT_REDIS_URL}."""
 
@@ -100,39 +102,22 @@ def main(
     return int(status or EXIT_OK)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports a usage error in one line, as every other error, and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{PROG}: {message} (see {self.prog} --help)\n")
+
+
 def _parser(more_commands: AddCommands | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    # Typed as its base, so that subcommands are plain parsers to their helpers.
+    parser: argparse.ArgumentParser = _Parser(
         prog=PROG,
         description="Create, read and delete tasks held by the tasks worker.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--redis-url",
-        type=_redis_url,
-        metavar="URL",
-        default=os.environ.get(REDIS_URL_VARIABLE, DEFAULT_REDIS_URL),
-        help=f"the worker's Redis (default: ${REDIS_URL_VARIABLE} or localhost)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=DEFAULT_TIMEOUT_S,
-        metavar="SECONDS",
-        help="how long to wait for Redis and for each reply (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help="print results as JSON (events: one JSON object per line)",
-    )
-    parser.add_argument(
-        "--source",
-        default=os.environ.get(SOURCE_VARIABLE, DEFAULT_SOURCE),
-        metavar="NAME",
-        help="who is asking, as recorded in the audit log "
-        f"(default: ${SOURCE_VARIABLE} or {DEFAULT_SOURCE})",
-    )
+    _add_global_options(parser, after_command=False)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     _add_commands(commands)
     if more_commands is not None:
@@ -140,10 +125,65 @@ def _parser(more_commands: AddCommands | None = None) -> argparse.ArgumentParser
     return parser
 
 
+def add_command(
+    commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
+    name: str,
+    **options: Any,
+) -> argparse.ArgumentParser:
+    """A subcommand that also takes the global options, after its name."""
+    return commands.add_parser(
+        name, parents=[_global_options_after_command()], **options
+    )
+
+
+def _global_options_after_command() -> argparse.ArgumentParser:
+    # Left out, an option must not reset what was given before the command: the
+    # subcommand's values are copied over the main parser's, defaults included.
+    options = argparse.ArgumentParser(add_help=False)
+    _add_global_options(options, after_command=True)
+    return options
+
+
+def _add_global_options(
+    parser: argparse.ArgumentParser, *, after_command: bool
+) -> None:
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if after_command else value
+
+    parser.add_argument(
+        "--redis-url",
+        type=_redis_url,
+        metavar="URL",
+        default=default(os.environ.get(REDIS_URL_VARIABLE, DEFAULT_REDIS_URL)),
+        help=f"the worker's Redis (default: ${REDIS_URL_VARIABLE} or localhost)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=default(DEFAULT_TIMEOUT_S),
+        metavar="SECONDS",
+        help="how long to wait for Redis and for each reply "
+        f"(default: {DEFAULT_TIMEOUT_S})",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print results as JSON (events: one JSON object per line)",
+    )
+    parser.add_argument(
+        "--source",
+        default=default(os.environ.get(SOURCE_VARIABLE, DEFAULT_SOURCE)),
+        metavar="NAME",
+        help="who is asking, as recorded in the audit log "
+        f"(default: ${SOURCE_VARIABLE} or {DEFAULT_SOURCE})",
+    )
+
+
 def _add_commands(
     commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
 ) -> None:
-    create = commands.add_parser("create", help="register a task")
+    create = add_command(commands, "create", help="register a task")
     create.add_argument("name", metavar="NAME", help="a name no other task has")
     create.add_argument(
         "-m",
@@ -157,11 +197,11 @@ def _add_commands(
     create.add_argument("--description", default="", metavar="TEXT")
     create.set_defaults(command=_create)
 
-    get = commands.add_parser("get", help="show one task")
+    get = add_command(commands, "get", help="show one task")
     get.add_argument("id", metavar="ID", help="the task's id")
     get.set_defaults(command=_get)
 
-    listing = commands.add_parser("list", help="show a page of tasks, oldest first")
+    listing = add_command(commands, "list", help="show a page of tasks, oldest first")
     listing.add_argument(
         "--skip", type=int, default=0, metavar="N", help="leave out the first N"
     )
@@ -170,16 +210,16 @@ def _add_commands(
     )
     listing.set_defaults(command=_list)
 
-    models = commands.add_parser("models", help="show the model URIs of a task")
+    models = add_command(commands, "models", help="show the model URIs of a task")
     models.add_argument("name", metavar="NAME", help="the task's name")
     models.set_defaults(command=_models)
 
-    delete = commands.add_parser("delete", help="remove a task")
+    delete = add_command(commands, "delete", help="remove a task")
     delete.add_argument("id", metavar="ID", help="the task's id")
     delete.set_defaults(command=_delete)
 
-    history = commands.add_parser(
-        "history", help="show the audited events of one task, oldest first"
+    history = add_command(
+        commands, "history", help="show the audited events of one task, oldest first"
     )
     history.add_argument("id", metavar="ID", help="the task's id")
     history.set_defaults(command=_history)
@@ -191,7 +231,8 @@ def _add_commands(
 def _add_events_command(
     commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
 ) -> None:
-    events = commands.add_parser(
+    events = add_command(
+        commands,
         "events",
         help=f"show the changes recorded on stream {EVENTS_STREAM}",
     )
@@ -220,19 +261,21 @@ def _add_events_command(
 def _add_dead_letter_commands(
     commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
 ) -> None:
-    dead_letters = commands.add_parser(
+    dead_letters = add_command(
+        commands,
         "dead-letters",
         help=f"show or replay entries on stream {DEAD_LETTER_STREAM}",
     )
     actions = dead_letters.add_subparsers(required=True, metavar="ACTION")
 
-    listing = actions.add_parser("list", help="show dead letters, oldest first")
+    listing = add_command(actions, "list", help="show dead letters, oldest first")
     listing.add_argument(
         "--count", type=_positive_int, default=100, metavar="N", help="at most N"
     )
     listing.set_defaults(command=_list_dead_letters)
 
-    replay = actions.add_parser(
+    replay = add_command(
+        actions,
         "replay",
         help="publish a dead letter's original fields again to its stream, then "
         "remove it from the dead letters",

@@ -640,6 +640,97 @@ async def test_dead_letters_replay_republishes_the_original_fields_once(
     assert await redis.xlen(DEAD_LETTER_STREAM) == 0
 
 
+async def add_dead_letters(redis: Redis, count: int) -> list[str]:
+    """Dead letters as the worker writes them for malformed creates; their ids."""
+    entry_ids = []
+    for n in range(count):
+        entry_id = await redis.xadd(
+            DEAD_LETTER_STREAM,
+            {
+                "data": f"{{oops {n}",
+                "dead_letter.stream": "task.create",
+                "dead_letter.code": "malformed",
+                "dead_letter.delivery_count": "1",
+            },
+        )
+        entry_ids.append(entry_id.decode())
+    return entry_ids
+
+
+async def test_global_options_are_taken_after_the_command_too(
+    client: TaskClient, redis_url: str
+) -> None:
+    run = await run_cli(
+        "create", "translation", "-m", "hf://t5-small",
+        "--timeout", "2", "--json", "--source", "svc-after",
+        redis_url=redis_url,
+    )  # fmt: skip
+
+    assert run.exit_status == 0, run.stderr
+    printed = Task.model_validate_json(run.stdout)
+    assert printed == await client.get(printed.id)
+    [created] = (await client.history(printed.id)).items
+    assert created.source == "svc-after"
+
+
+async def test_the_redis_url_is_taken_after_the_command(silent_port: int) -> None:
+    url = f"redis://127.0.0.1:{silent_port}/0"
+
+    run = await run_cli("dead-letters", "list", "--redis-url", url, "--timeout", "2")
+
+    [line] = run.stderr_lines
+    assert run.exit_status == 3
+    assert line.startswith(f"tasks: cannot reach Redis at {url}: ")
+
+
+async def test_an_option_after_the_command_wins_over_the_one_before(
+    redis_url: str,
+) -> None:
+    # No worker answers: the message names the timeout that was waited for.
+    run = await run_cli(
+        "--timeout", "5", "list", "--timeout", "0.3", redis_url=redis_url
+    )
+
+    [line] = run.stderr_lines
+    assert (run.exit_status, run.stdout) == (3, "")
+    assert line.startswith("tasks: timeout: no reply on task.query within 0.3s")
+
+
+async def test_json_after_a_nested_command_is_taken(
+    redis: Redis, redis_url: str
+) -> None:
+    [entry_id] = await add_dead_letters(redis, 1)
+
+    run = await run_cli("dead-letters", "list", "--json", redis_url=redis_url)
+
+    assert run.exit_status == 0
+    assert [json.loads(line)["id"] for line in run.stdout.splitlines()] == [entry_id]
+
+
+async def test_the_database_url_is_taken_before_or_after_the_audit_action(
+    database_url: str, redis_url: str
+) -> None:
+    before = await run_audit(
+        "--database-url", database_url, "verify", redis_url=redis_url
+    )
+    after = await run_audit(
+        "verify", "--database-url", database_url, redis_url=redis_url
+    )
+
+    assert (before.exit_status, before.stderr) == (0, "")
+    assert before.stdout.startswith("chain: whole (0 events checked)\n")
+    assert (after.exit_status, after.stdout) == (before.exit_status, before.stdout)
+
+
+async def test_a_usage_error_is_one_line_naming_the_help_to_read() -> None:
+    run = await run_cli("list", "--limit", "many")
+
+    assert (run.exit_status, run.stdout) == (2, "")
+    assert run.stderr_lines == [
+        "tasks: argument --limit: invalid int value: 'many' (see tasks list --help)"
+    ]
+
+
 @pytest.mark.postgres
 async def test_the_worker_migrates_a_postgresql_url_without_a_driver(
     postgres_schema: str, tmp_path: Path

@@ -36,36 +36,50 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def add_audit_commands(commands: Any) -> None:
-    audit = commands.add_parser("audit", help="read and check the audit log")
-    audit.add_argument(
-        "--database-url",
-        metavar="URL",
-        help="the worker's database (default: as the worker, from TASKS_* settings)",
+    audit = tasks_cli.add_command(
+        commands, "audit", help="read and check the audit log"
     )
+    _add_database_option(audit, default=None)
     actions = audit.add_subparsers(required=True, metavar="ACTION")
 
-    log = actions.add_parser("log", help="a page of the log, asked of the worker")
+    log = _add_action(actions, "log", "a page of the log, asked of the worker")
     log.add_argument("--after-seq", type=int, default=0, metavar="SEQ")
     log.add_argument("--limit", type=int, default=100, metavar="N")
     log.add_argument("--type", choices=[t.value for t in EventType], default=None)
     log.set_defaults(command=_log)
 
-    verify = actions.add_parser(
-        "verify", help="recompute the hash chain and compare the stream with it"
+    verify = _add_action(
+        actions, "verify", "recompute the hash chain and compare the stream with it"
     )
     verify.set_defaults(command=_reading_database(_verify))
 
-    replay = actions.add_parser(
-        "reconcile", help="rebuild the task table from the log and compare"
+    replay = _add_action(
+        actions, "reconcile", "rebuild the task table from the log and compare"
     )
     replay.set_defaults(command=_reading_database(_reconcile))
 
-    export = actions.add_parser("export", help="write events as JSON Lines")
+    export = _add_action(actions, "export", "write events as JSON Lines")
     export.add_argument("--since", type=datetime.fromisoformat, metavar="ISO_TIME")
     export.add_argument("--until", type=datetime.fromisoformat, metavar="ISO_TIME")
     export.add_argument("--type", choices=[t.value for t in EventType], default=None)
     export.add_argument("--output", type=Path, metavar="FILE", help="default: stdout")
     export.set_defaults(command=_reading_database(_export))
+
+
+def _add_action(actions: Any, name: str, description: str) -> argparse.ArgumentParser:
+    action = tasks_cli.add_command(actions, name, help=description)
+    # Given after the action, the option must not be reset by the default before it.
+    _add_database_option(action, default=argparse.SUPPRESS)
+    return action
+
+
+def _add_database_option(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "--database-url",
+        default=default,
+        metavar="URL",
+        help="the worker's database (default: as the worker, from TASKS_* settings)",
+    )
 
 
 AuditCommand = Callable[[argparse.Namespace], Awaitable[int | None]]
