@@ -4,6 +4,8 @@ The worker's settings and `tasks audit --database-url` both read URLs through
 here, so that `postgresql://...` means the same to each of them.
 """
 
+from pathlib import Path
+
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -42,3 +44,15 @@ def async_database_url(text: str) -> str:
 def database_url_for_logs(text: str) -> str:
     """`text` with its password shown as `***`."""
     return make_url(text).render_as_string(hide_password=True)
+
+
+def sqlite_file(text: str) -> Path | None:
+    """The file of a SQLite URL; None for other databases and in-memory ones."""
+    url = make_url(text)
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    # `file:` names with `uri=true` are SQLite's own URIs, not plain paths.
+    if url.query.get("uri") or database.startswith("file:"):
+        return None
+    return Path(database)

@@ -731,6 +731,46 @@ async def test_a_usage_error_is_one_line_naming_the_help_to_read() -> None:
     ]
 
 
+@pytest.mark.parametrize("placement", ["before", "after"])
+async def test_a_database_url_that_is_not_one_is_a_one_line_usage_error(
+    placement: str,
+) -> None:
+    option = ("--database-url", "garbage")
+    arguments = (*option, "verify") if placement == "before" else ("verify", *option)
+
+    run = await run_audit(*arguments)
+
+    [line] = run.stderr_lines
+    assert (run.exit_status, run.stdout) == (2, "")
+    assert line.startswith("tasks: argument --database-url: not a database URL; ")
+    assert "postgresql://" in line
+
+
+async def test_audit_reads_a_sqlite_url_without_a_driver(
+    database_url: str, redis_url: str
+) -> None:
+    plain = database_url.replace("sqlite+aiosqlite://", "sqlite://")
+
+    run = await run_audit("reconcile", "--database-url", plain)
+
+    assert (run.exit_status, run.stderr) == (0, "")
+    assert run.stdout.startswith("reconcile: whole")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+async def test_audit_reads_a_postgresql_url_without_a_driver(
+    postgres_schema: str, scheme: str
+) -> None:
+    plain = f"{scheme}://{postgres_schema.split('://', 1)[1]}"
+
+    run = await run_audit(
+        "export", "--database-url", plain, "--since", "2999-01-01T00:00:00Z"
+    )
+
+    assert (run.exit_status, run.stdout, run.stderr) == (0, "", "")
+
+
 @pytest.mark.postgres
 async def test_the_worker_migrates_a_postgresql_url_without_a_driver(
     postgres_schema: str, tmp_path: Path
@@ -742,6 +782,46 @@ async def test_the_worker_migrates_a_postgresql_url_without_a_driver(
 
     assert run.exit_status == 0, run.stderr
     assert "database schema up to date database=postgresql+asyncpg://" in run.stderr
+
+
+async def test_a_password_in_the_database_url_is_hidden(silent_port: int) -> None:
+    url = f"postgresql://auditor:s3cret@127.0.0.1:{silent_port}/tasks"
+
+    run = await run_audit("reconcile", "--database-url", url)
+
+    [line] = run.stderr_lines
+    shown = f"postgresql+asyncpg://auditor:***@127.0.0.1:{silent_port}/tasks"
+    assert run.exit_status == 3
+    assert line.startswith(f"tasks: cannot read the audit log at {shown}: ")
+    assert "s3cret" not in run.stderr
+
+
+async def test_an_audit_of_a_sqlite_file_that_does_not_exist_makes_none(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "missing.db"
+
+    run = await run_audit("reconcile", "--database-url", f"sqlite:///{path}")
+
+    assert (run.exit_status, run.stdout) == (3, "")
+    assert run.stderr_lines == [
+        f"tasks: cannot read the audit log at sqlite+aiosqlite:///{path}: "
+        "the database does not exist (run `tasks-worker migrate`)"
+    ]
+    assert not path.exists()
+
+
+async def test_an_audit_of_a_database_without_the_schema_says_to_migrate(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "other.db"
+    path.touch()
+
+    run = await run_audit("export", "--database-url", f"sqlite:///{path}")
+
+    [line] = run.stderr_lines
+    assert (run.exit_status, run.stdout) == (3, "")
+    assert line.endswith(": it has no tasks-worker schema (run `tasks-worker migrate`)")
 
 
 @pytest.mark.parametrize(

@@ -13,21 +13,32 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import EventType
 from contracts import cli as tasks_cli
 from worker.audit.export import export_events
 from worker.audit.reconcile import reconcile
 from worker.audit.verify import Verdict, verify_chain, verify_stream
+from worker.database_urls import async_database_url, database_url_for_logs, sqlite_file
 from worker.repository.database import create_engine, create_session_factory
+from worker.repository.records import Record
 from worker.repository.unit_of_work import UnitOfWork
-from worker.settings import WorkerSettings
+from worker.settings import WorkerSettings, settings_problems
 
 EXIT_NOT_WHOLE = 1
+EXIT_USAGE = 2
 EXIT_UNREADABLE = 3
+MIGRATE_HINT = "run `tasks-worker migrate`"
+
+
+class DatabaseUnreadable(Exception):
+    """The database is not there, or is not a tasks-worker database."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,32 +87,58 @@ def _add_action(actions: Any, name: str, description: str) -> argparse.ArgumentP
 def _add_database_option(parser: argparse.ArgumentParser, default: Any) -> None:
     parser.add_argument(
         "--database-url",
+        type=_database_url,
         default=default,
         metavar="URL",
-        help="the worker's database (default: as the worker, from TASKS_* settings)",
+        help="the worker's database, e.g. postgresql://USER@HOST/DB or "
+        "sqlite:///PATH (default: as the worker, from TASKS_* settings)",
     )
+
+
+def _database_url(text: str) -> str:
+    try:
+        return async_database_url(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 AuditCommand = Callable[[argparse.Namespace], Awaitable[int | None]]
 
 
 def _reading_database(command: AuditCommand) -> AuditCommand:
-    """`command`, reporting a database it cannot read in one line (exit 3)."""
+    """`command` on the database asked for; reports a failure in one line.
+
+    Exit 2 for settings that will not do, exit 3 for a database that cannot be
+    read.
+    """
 
     async def run(arguments: argparse.Namespace) -> int | None:
         try:
+            arguments.database_url = _chosen_database(arguments)
+        except ValidationError as error:
+            return _fail(EXIT_USAGE, *settings_problems(error))
+
+        try:
             return await command(arguments)
-        except (SQLAlchemyError, OSError) as error:
-            url = arguments.database_url or WorkerSettings().database_url
-            shown = make_url(url).render_as_string(hide_password=True)
+        except (DatabaseUnreadable, SQLAlchemyError, OSError) as error:
+            shown = database_url_for_logs(arguments.database_url)
             reason = str(error).splitlines()[0]
-            print(
-                f"tasks: cannot read the audit log at {shown}: {reason}",
-                file=sys.stderr,
+            return _fail(
+                EXIT_UNREADABLE, f"cannot read the audit log at {shown}: {reason}"
             )
-            return EXIT_UNREADABLE
 
     return run
+
+
+def _chosen_database(arguments: argparse.Namespace) -> str:
+    url: str | None = arguments.database_url
+    return url if url is not None else WorkerSettings().database_url
+
+
+def _fail(exit_status: int, *lines: str) -> int:
+    for line in lines:
+        print(f"{tasks_cli.PROG}: {' '.join(line.split())}", file=sys.stderr)
+    return exit_status
 
 
 async def _log(arguments: argparse.Namespace) -> None:
@@ -159,13 +196,36 @@ def _report(check: str, verdict: Verdict, unit: str) -> None:
 
 @asynccontextmanager
 async def _unit_of_work(arguments: argparse.Namespace) -> AsyncIterator[UnitOfWork]:
-    url = arguments.database_url or WorkerSettings().database_url
+    url: str = arguments.database_url
+    # SQLite would make an empty file where the database was expected.
+    database_file = sqlite_file(url)
+    if database_file is not None and not database_file.exists():
+        raise DatabaseUnreadable(f"the database does not exist ({MIGRATE_HINT})")
+
     engine = create_engine(url)
     try:
+        await _require_schema(engine)
         async with UnitOfWork(create_session_factory(engine)) as uow:
             yield uow
     finally:
         await engine.dispose()
+
+
+async def _require_schema(engine: AsyncEngine) -> None:
+    """Raise DatabaseUnreadable unless the database has every table of the worker."""
+    async with engine.connect() as connection:
+        present = await connection.run_sync(_table_names)
+    missing = set(Record.metadata.tables) - present
+    if missing == set(Record.metadata.tables):
+        raise DatabaseUnreadable(f"it has no tasks-worker schema ({MIGRATE_HINT})")
+    if missing:
+        raise DatabaseUnreadable(
+            f"its tasks-worker schema is out of date ({MIGRATE_HINT})"
+        )
+
+
+def _table_names(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names())
 
 
 @asynccontextmanager
