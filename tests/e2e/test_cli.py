@@ -3,6 +3,8 @@
 import asyncio
 import json
 import os
+import resource
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -794,6 +796,74 @@ async def test_a_password_in_the_database_url_is_hidden(silent_port: int) -> Non
     assert run.exit_status == 3
     assert line.startswith(f"tasks: cannot read the audit log at {shown}: ")
     assert "s3cret" not in run.stderr
+
+
+@pytest.mark.parametrize("option", ["--since", "--until"])
+async def test_an_export_time_without_a_utc_offset_is_a_usage_error(
+    database_url: str, option: str
+) -> None:
+    run = await run_audit(
+        "export", "--database-url", database_url, option, "2026-12-04T00:00:00"
+    )
+
+    [line] = run.stderr_lines
+    assert (run.exit_status, run.stdout) == (2, "")
+    assert line.startswith(
+        f"tasks: argument {option}: the time '2026-12-04T00:00:00' needs a UTC "
+        "offset, such as +00:00 or Z"
+    )
+
+
+async def test_an_export_between_times_with_offsets_writes_those_events(
+    summarization: Task, database_url: str
+) -> None:
+    run = await run_audit(
+        "export", "--database-url", database_url,
+        "--since", "2000-01-01T00:00:00Z", "--until", "2999-01-01T00:00:00+00:00",
+    )  # fmt: skip
+
+    assert (run.exit_status, run.stderr) == (0, "")
+    [event] = [TaskEvent.model_validate_json(line) for line in run.stdout.splitlines()]
+    assert event.task_id == summarization.id
+
+
+async def test_an_export_to_a_folder_that_does_not_exist_is_a_usage_error(
+    database_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "missing" / "events.jsonl"
+
+    run = await run_audit(
+        "export", "--database-url", database_url, "--output", str(path)
+    )
+
+    assert (run.exit_status, run.stdout) == (2, "")
+    assert run.stderr_lines == [
+        f"tasks: cannot write {path}: No such file or directory"
+    ]
+
+
+def _limit_file_size() -> None:
+    """In the child: a write that would take a file past 16 KiB fails."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, 16 * 1024))
+
+
+async def test_an_export_that_cannot_finish_its_file_leaves_none_behind(
+    client: TaskClient, database_url: str, tmp_path: Path
+) -> None:
+    # About 70 KiB of events, beyond what the file may grow to.
+    for n in range(100):
+        await client.create(f"task-{n}", ["hf://t5-small"])
+    path = tmp_path / "events.jsonl"
+
+    run = await run_audit(
+        "export", "--database-url", database_url, "--output", str(path),
+        preexec_fn=_limit_file_size,
+    )  # fmt: skip
+
+    assert run.exit_status == 2
+    assert run.stderr_lines == [f"tasks: cannot write {path}: File too large"]
+    assert not path.exists()
 
 
 async def test_an_audit_of_a_sqlite_file_that_does_not_exist_makes_none(

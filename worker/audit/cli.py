@@ -8,7 +8,7 @@ worker whose record they check.
 import argparse
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import EventType
 from contracts import cli as tasks_cli
-from worker.audit.export import export_events
+from worker.audit.export import TextOutput, export_events
 from worker.audit.reconcile import reconcile
 from worker.audit.verify import Verdict, verify_chain, verify_stream
 from worker.database_urls import async_database_url, database_url_for_logs, sqlite_file
@@ -39,6 +39,13 @@ MIGRATE_HINT = "run `tasks-worker migrate`"
 
 class DatabaseUnreadable(Exception):
     """The database is not there, or is not a tasks-worker database."""
+
+
+class CannotWrite(Exception):
+    """The export's output file could not be written."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(f"cannot write {path}: {error.strerror or error}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,8 +77,13 @@ def add_audit_commands(commands: Any) -> None:
     replay.set_defaults(command=_reading_database(_reconcile))
 
     export = _add_action(actions, "export", "write events as JSON Lines")
-    export.add_argument("--since", type=datetime.fromisoformat, metavar="ISO_TIME")
-    export.add_argument("--until", type=datetime.fromisoformat, metavar="ISO_TIME")
+    time_help = "an ISO 8601 time with its UTC offset, e.g. 2026-12-01T00:00:00Z"
+    export.add_argument(
+        "--since", type=_aware_time, metavar="ISO_TIME", help=f"from; {time_help}"
+    )
+    export.add_argument(
+        "--until", type=_aware_time, metavar="ISO_TIME", help="until, excluded"
+    )
     export.add_argument("--type", choices=[t.value for t in EventType], default=None)
     export.add_argument("--output", type=Path, metavar="FILE", help="default: stdout")
     export.set_defaults(command=_reading_database(_export))
@@ -102,14 +114,27 @@ def _database_url(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _aware_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    # A time without an offset could mean any zone; the log keeps UTC.
+    if moment.utcoffset() is None:
+        raise argparse.ArgumentTypeError(
+            f"the time {text!r} needs a UTC offset, such as +00:00 or Z"
+        )
+    return moment
+
+
 AuditCommand = Callable[[argparse.Namespace], Awaitable[int | None]]
 
 
 def _reading_database(command: AuditCommand) -> AuditCommand:
     """`command` on the database asked for; reports a failure in one line.
 
-    Exit 2 for settings that will not do, exit 3 for a database that cannot be
-    read.
+    Exit 2 for settings or an output that will not do, exit 3 for a database
+    that cannot be read.
     """
 
     async def run(arguments: argparse.Namespace) -> int | None:
@@ -120,6 +145,11 @@ def _reading_database(command: AuditCommand) -> AuditCommand:
 
         try:
             return await command(arguments)
+        except CannotWrite as error:
+            return _fail(EXIT_USAGE, str(error))
+        except BrokenPipeError:
+            # A reader such as `head` that has seen enough: not the database's fault.
+            raise
         except (DatabaseUnreadable, SQLAlchemyError, OSError) as error:
             shown = database_url_for_logs(arguments.database_url)
             reason = str(error).splitlines()[0]
@@ -229,12 +259,49 @@ def _table_names(connection: Connection) -> set[str]:
 
 
 @asynccontextmanager
-async def _output(path: Path | None) -> AsyncIterator[TextIO]:
+async def _output(path: Path | None) -> AsyncIterator[TextOutput]:
     if path is None:
         yield sys.stdout
         return
-    with path.open("w", encoding="utf-8") as out:
-        yield out
+
+    output = _FileOutput(path)
+    try:
+        yield output
+        output.close()
+    except BaseException:
+        output.discard()
+        raise
+
+
+class _FileOutput:
+    """The file an export writes; its failures are CannotWrite, not the database's."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._file: TextIO = path.open("w", encoding="utf-8")
+        except OSError as error:
+            raise CannotWrite(path, error) from None
+
+    def write(self, text: str, /) -> int:
+        try:
+            return self._file.write(text)
+        except OSError as error:
+            raise CannotWrite(self.path, error) from None
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except OSError as error:
+            raise CannotWrite(self.path, error) from None
+
+    def discard(self) -> None:
+        """Remove what was written, so that no partial export passes for a whole one."""
+        with suppress(OSError):
+            self._file.close()
+        # Only a regular file of its own: not a device, a pipe or a link's target.
+        if self.path.is_file() and not self.path.is_symlink():
+            self.path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TextIO
+from typing import Protocol
 
 from contracts import EventType
 from worker.repository.unit_of_work import UnitOfWork
@@ -10,9 +10,15 @@ from worker.repository.unit_of_work import UnitOfWork
 ProgressCallback = Callable[[int], None]
 
 
+class TextOutput(Protocol):
+    """Where the lines go: a text file, stdout, or a wrapper of either."""
+
+    def write(self, text: str, /) -> int: ...
+
+
 async def export_events(
     uow: UnitOfWork,
-    out: TextIO,
+    out: TextOutput,
     since: datetime | None = None,
     until: datetime | None = None,
     event_type: EventType | None = None,
