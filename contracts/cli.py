@@ -58,6 +58,7 @@ The Redis URL defaults to ${REDIS_URL_VARIABLE}, else {DEFAULT_REDIS_URL}."""
 EVENTS_PAGE = 100
 FIRST_ENTRY_ID = "0-0"
 ENTRY_ID_PATTERN = re.compile(r"\d+(-\d+)?")
+DEAD_LETTERS_SHOWN = 100
 # A bounded wait, so that a follower notices a closed connection within seconds.
 FOLLOW_WAIT_S = 1.0
 
@@ -270,7 +271,16 @@ def _add_dead_letter_commands(
 
     listing = add_command(actions, "list", help="show dead letters, oldest first")
     listing.add_argument(
-        "--count", type=_positive_int, default=100, metavar="N", help="at most N"
+        "--count",
+        type=_positive_int,
+        default=DEAD_LETTERS_SHOWN,
+        metavar="N",
+        help=f"show at most N (default: {DEAD_LETTERS_SHOWN})",
+    )
+    listing.add_argument(
+        "--newest",
+        action="store_true",
+        help="show the newest first, so that --count N shows the last N",
     )
     listing.set_defaults(command=_list_dead_letters)
 
@@ -426,14 +436,46 @@ def _print_event(
 async def _list_dead_letters(arguments: argparse.Namespace) -> None:
     redis = _redis(arguments)
     try:
-        response = await redis.xrange(DEAD_LETTER_STREAM, count=arguments.count)
+        total, response = await _dead_letter_page(
+            redis, arguments.count, arguments.newest
+        )
     finally:
         await redis.aclose()
-    for entry_id, fields in _stream_entries(response):
+
+    entries = _stream_entries(response)
+    for entry_id, fields in entries:
         letter = DeadLetter.from_entry(entry_id, fields)
         print(
             _dead_letter_json(letter) if arguments.json else format_dead_letter(letter)
         )
+    _note_dead_letters_left_out(len(entries), total, arguments.newest)
+
+
+async def _dead_letter_page(
+    redis: Redis, count: int, newest: bool
+) -> tuple[int, object]:
+    """How many dead letters there are, and the first `count` in the order asked."""
+    # One transaction, so that the total counts the stream the page comes from.
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.xlen(DEAD_LETTER_STREAM)
+        if newest:
+            pipe.xrevrange(DEAD_LETTER_STREAM, count=count)
+        else:
+            pipe.xrange(DEAD_LETTER_STREAM, count=count)
+        total, response = await pipe.execute()
+    return int(total), response
+
+
+def _note_dead_letters_left_out(shown: int, total: int, newest: bool) -> None:
+    # On stderr: stdout stays one dead letter per line for scripts.
+    if total == 0:
+        _warn("no dead letters")
+    elif shown < total:
+        order = "newest" if newest else "oldest"
+        hint = "--count N shows more"
+        if not newest:
+            hint += ", --newest the newest first"
+        _warn(f"showing the {order} {shown} of {total} dead letters; {hint}")
 
 
 async def _replay_dead_letter(arguments: argparse.Namespace) -> None:

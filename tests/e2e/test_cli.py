@@ -659,6 +659,61 @@ async def add_dead_letters(redis: Redis, count: int) -> list[str]:
     return entry_ids
 
 
+async def test_dead_letters_list_says_how_many_it_left_out(
+    redis: Redis, redis_url: str
+) -> None:
+    entry_ids = await add_dead_letters(redis, 5)
+
+    run = await run_cli("dead-letters", "list", "--count", "3", redis_url=redis_url)
+
+    assert run.exit_status == 0
+    assert [line.split()[0] for line in run.stdout.splitlines()] == entry_ids[:3]
+    assert run.stderr_lines == [
+        "tasks: showing the oldest 3 of 5 dead letters; "
+        "--count N shows more, --newest the newest first"
+    ]
+
+
+async def test_dead_letters_list_newest_shows_the_last_ones_first(
+    redis: Redis, redis_url: str
+) -> None:
+    entry_ids = await add_dead_letters(redis, 5)
+
+    run = await run_cli(
+        "--json", "dead-letters", "list", "--newest", "--count", "2",
+        redis_url=redis_url,
+    )  # fmt: skip
+
+    assert run.exit_status == 0
+    assert [json.loads(line)["id"] for line in run.stdout.splitlines()] == [
+        entry_ids[4],
+        entry_ids[3],
+    ]
+    assert run.stderr_lines == [
+        "tasks: showing the newest 2 of 5 dead letters; --count N shows more"
+    ]
+
+
+async def test_dead_letters_list_of_every_one_adds_no_note(
+    redis: Redis, redis_url: str
+) -> None:
+    entry_ids = await add_dead_letters(redis, 2)
+
+    run = await run_cli("dead-letters", "list", redis_url=redis_url)
+
+    assert (run.exit_status, run.stderr) == (0, "")
+    assert [line.split()[0] for line in run.stdout.splitlines()] == entry_ids
+
+
+async def test_dead_letters_list_says_when_there_are_none(redis_url: str) -> None:
+    readable = await run_cli("dead-letters", "list", redis_url=redis_url)
+    as_json = await run_cli("--json", "dead-letters", "list", redis_url=redis_url)
+
+    for run in (readable, as_json):
+        assert (run.exit_status, run.stdout) == (0, "")
+        assert run.stderr_lines == ["tasks: no dead letters"]
+
+
 async def test_global_options_are_taken_after_the_command_too(
     client: TaskClient, redis_url: str
 ) -> None:
