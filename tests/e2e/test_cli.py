@@ -989,3 +989,18 @@ async def test_an_invalid_worker_setting_is_named_before_anything_starts(
     assert line.startswith(f"tasks-worker: {message}")
     # Nothing migrated: the SQLite file would be in the data folder.
     assert not data_dir.exists()
+
+
+async def test_an_audit_names_an_invalid_worker_setting_as_a_usage_error(
+    database_url: str, redis_url: str
+) -> None:
+    variables = {"TASKS_BATCH_SIZE": "0"}
+
+    run = await run_audit(
+        "verify", "--database-url", database_url,
+        redis_url=redis_url, variables=variables,
+    )  # fmt: skip
+
+    [line] = run.stderr_lines
+    assert (run.exit_status, run.stdout) == (2, "")
+    assert line.startswith("tasks: invalid TASKS_BATCH_SIZE='0': must be ")

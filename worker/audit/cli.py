@@ -161,8 +161,11 @@ def _reading_database(command: AuditCommand) -> AuditCommand:
 
 
 def _chosen_database(arguments: argparse.Namespace) -> str:
+    # Read even when --database-url is given: verify takes the stream's cap from
+    # them, and a wrong setting is better named here than raised midway.
+    settings = WorkerSettings()
     url: str | None = arguments.database_url
-    return url if url is not None else WorkerSettings().database_url
+    return url if url is not None else settings.database_url
 
 
 def _fail(exit_status: int, *lines: str) -> int:
