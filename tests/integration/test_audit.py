@@ -413,9 +413,34 @@ async def wait_until_forgotten(new_unit_of_work: UnitOfWorkFactory) -> None:
     async with asyncio.timeout(10):
         while True:
             async with new_unit_of_work() as uow:
-                if (await uow.audit.page(0, 1)).items[0].seq > 1:
+                if (await uow.audit.chain_start()).first_seq > 1:
                     return
             await asyncio.sleep(0.05)
+
+
+async def test_a_quiet_registry_forgets_its_whole_expired_log_and_still_verifies(
+    new_unit_of_work: UnitOfWorkFactory,
+    worker_settings: WorkerSettings,
+    redis: Redis,
+) -> None:
+    await seed_log(new_unit_of_work, 30)
+
+    app = build_app(worker_settings.model_copy(update={"audit_retention_s": 3600}))
+    await app.start()
+    try:
+        await wait_until_forgotten(new_unit_of_work)
+        await settled(new_unit_of_work)
+    finally:
+        await app.stop()
+
+    async with new_unit_of_work() as uow:
+        page = await uow.audit.page(0, 100)
+        chain = await verify_chain(uow)
+        stream = await verify_stream(uow, redis, EVENTS_MAXLEN)
+    assert page.items == []
+    assert chain.whole and chain.checked == 0, chain.findings
+    assert stream.whole, stream.findings
+    assert await redis.xlen(EVENTS_STREAM) == 30
 
 
 async def test_verify_finds_events_lost_from_the_start_of_the_stream(

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from contracts import EVENTS_STREAM
 from contracts.streams import DATA_FIELD
-from worker.repository.audit import chain_hash
+from worker.repository.audit import ChainStart, chain_hash
 from worker.repository.unit_of_work import UnitOfWork
 
 STREAM_PAGE = 1000
@@ -81,7 +81,8 @@ async def verify_stream(uow: UnitOfWork, redis: Redis, events_maxlen: int) -> Ve
     """
     # Before reading the stream: an event relayed while it is read is then not
     # yet required, rather than required and not seen.
-    required = await _required_on_stream(uow, events_maxlen)
+    start = await uow.audit.chain_start()
+    required = await _required_on_stream(uow, start, events_maxlen)
 
     verdict = Verdict()
     seen: set[int] = set()
@@ -90,6 +91,9 @@ async def verify_stream(uow: UnitOfWork, redis: Redis, events_maxlen: int) -> Ve
         seq = _seq_of(data)
         if seq is None:
             verdict.findings.append(f"stream entry {entry_id} holds no audited event")
+            continue
+        if seq < start.first_seq:
+            # Its event outlived the log's retention; the stream may still hold it.
             continue
         logged = await uow.audit.payload_of(seq)
         if logged is None:
@@ -102,9 +106,10 @@ async def verify_stream(uow: UnitOfWork, redis: Redis, events_maxlen: int) -> Ve
     return verdict
 
 
-async def _required_on_stream(uow: UnitOfWork, events_maxlen: int) -> range:
+async def _required_on_stream(
+    uow: UnitOfWork, start: ChainStart, events_maxlen: int
+) -> range:
     """The seqs the stream must hold: the last relayed ones, up to its cap."""
-    start = await uow.audit.chain_start()
     last_relayed = start.last_seq
     # Events still in the outbox have not been relayed yet: not missing.
     waiting = await uow.outbox.oldest(1)

@@ -156,26 +156,38 @@ class AuditLog:
         return int(await self.session.scalar(select(func.count(AuditRecord.seq))) or 0)
 
     async def forget_before(self, cutoff: datetime) -> int:
-        """Remove events older than `cutoff`, keeping the chain checkable."""
+        """Remove events older than `cutoff`, keeping the chain checkable.
+
+        The head records where the kept chain starts: the first kept event and the
+        hash before it or, when every event is older, the next seq and the last hash.
+        """
         keep_from = await self.session.scalar(
             select(func.min(AuditRecord.seq)).where(AuditRecord.occurred_at >= cutoff)
         )
         if keep_from is None:
-            return 0
-        first = await self.session.scalar(
-            select(AuditRecord.payload).where(AuditRecord.seq == keep_from)
-        )
-        assert first is not None
+            # Locked, so that no event is appended between reading the end of the
+            # chain and removing everything before it.
+            last_seq, prev_hash = await self._lock_head()
+            keep_from = last_seq + 1
+        else:
+            first = await self.session.scalar(
+                select(AuditRecord.payload).where(AuditRecord.seq == keep_from)
+            )
+            assert first is not None
+            prev_hash = TaskEvent.model_validate_json(first).prev_hash
+
         result = await self.session.execute(
             delete(AuditRecord).where(AuditRecord.seq < keep_from)
         )
-        prev_hash = TaskEvent.model_validate_json(first).prev_hash
+        forgotten = int(getattr(result, "rowcount", 0) or 0)
+        if not forgotten:
+            return 0
         await self.session.execute(
             update(AuditHead)
             .where(AuditHead.id == HEAD_ID)
             .values(first_seq=keep_from, first_prev_hash=prev_hash)
         )
-        return int(getattr(result, "rowcount", 0) or 0)
+        return forgotten
 
     def _selection(
         self,
