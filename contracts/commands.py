@@ -29,10 +29,26 @@ _MODEL_URI = re.compile(MODEL_URI_PATTERN)
 # descriptions): PostgreSQL refuses NUL in text, and the others only garble logs
 # and terminals.
 _CONTROL_BUT_LAYOUT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-# Names are read by people and looked up by others: control characters and
-# invisible formatting (zero-width spaces, direction overrides, byte order marks)
+# Names are read by people and looked up by others: control characters, line
+# breaks and characters that show nothing (zero-width spaces, direction overrides,
+# byte order marks, variation selectors, Hangul fillers, the blank braille cell)
 # would make names that look alike but differ.
-_UNSEEN_CATEGORIES = {"Cc", "Cf"}
+_UNSEEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp"}
+# Unicode's Default_Ignorable_Code_Point ranges that are not format characters,
+# and U+2800, which renders blank.
+_UNSEEN_RANGES = (
+    (0x034F, 0x034F),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x2065, 0x2065),
+    (0x2800, 0x2800),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0xE0100, 0xE01EF),
+)
 
 
 def _not_nil(task_id: UUID) -> UUID:
@@ -41,12 +57,20 @@ def _not_nil(task_id: UUID) -> UUID:
     return task_id
 
 
+def _unseen(char: str) -> bool:
+    if unicodedata.category(char) in _UNSEEN_CATEGORIES:
+        return True
+    code = ord(char)
+    return any(first <= code <= last for first, last in _UNSEEN_RANGES)
+
+
 def _task_name(name: str) -> str:
     """The name in Unicode NFC, so that names that look the same are the same."""
-    if any(unicodedata.category(char) in _UNSEEN_CATEGORIES for char in name):
+    if any(_unseen(char) for char in name):
         raise ValueError(
-            "control characters and invisible formatting characters (zero-width, "
-            "direction overrides, byte order marks) are not allowed"
+            "control characters, line breaks and characters that show nothing "
+            "(zero-width, direction overrides, variation selectors, fillers) are "
+            "not allowed"
         )
     return unicodedata.normalize("NFC", name)
 

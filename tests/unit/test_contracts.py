@@ -37,11 +37,20 @@ WHITE_SPACE = (
 )
 
 padding = st.text(alphabet=WHITE_SPACE, max_size=4)
-visible = st.characters(exclude_categories=("Cs", "Cc", "Cf", "Zs", "Zl", "Zp"))
+# Letters that show nothing, which names refuse along with the categories below.
+BLANK_LETTERS = "\u115f\u1160\u2800\u3164\uffa0"
+visible = st.characters(
+    exclude_categories=("Cs", "Cc", "Cf", "Cn", "Mn", "Zs", "Zl", "Zp"),
+    exclude_characters=BLANK_LETTERS,
+)
 # Any text the contract accepts: no surrogates, no control characters; in names,
-# no invisible formatting characters either.
+# nothing invisible either (format characters, line breaks, variation selectors
+# and other marks that show nothing alone).
 anything = st.characters(exclude_categories=("Cs", "Cc"))
-name_characters = st.characters(exclude_categories=("Cs", "Cc", "Cf"))
+name_characters = st.characters(
+    exclude_categories=("Cs", "Cc", "Cf", "Cn", "Mn", "Zl", "Zp"),
+    exclude_characters=BLANK_LETTERS,
+)
 layout = st.sampled_from("\t\n\r")
 description_text = st.text(
     alphabet=st.one_of(anything, layout), max_size=MAX_DESCRIPTION_CHARS
@@ -186,6 +195,11 @@ class TestNamesPeopleRead:
             "\ufeffsummarization",  # byte order mark
             "summari\x85zation",  # C1 next line
             "summari\x9bzation",  # C1 control sequence introducer
+            "n\u3164a",  # Hangul filler
+            "n\u034fa",  # combining grapheme joiner
+            "n\ufe0fa",  # variation selector
+            "n\u2800a",  # blank braille cell
+            "n\u2028a",  # line separator
         ],
     )
     def test_invisible_and_control_characters_are_refused_in_names(
