@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts.streams import COMMAND_STREAMS
 from worker.embedded_redis import EmbeddedRedis, redis_answers
 from worker.repository.database import (
+    brief,
     create_engine,
     create_session_factory,
     database_unavailable,
@@ -215,7 +216,9 @@ async def _housekeeping(
         except Exception as error:
             if not database_unavailable(error):
                 raise
-            logger.warning("housekeeping skipped: database unavailable (%s)", error)
+            logger.warning(
+                "housekeeping skipped: database unavailable (%s)", brief(error)
+            )
         try:
             await departed.forget(COMMAND_STREAMS)
         except (RedisError, OSError) as error:

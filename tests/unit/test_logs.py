@@ -4,8 +4,14 @@ import logging
 import sys
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import OperationalError
 
 from worker.logs import TerseWhileRedisIsDown
+from worker.repository.database import brief
+
+
+class LockNotAvailable(Exception):
+    """Stands for the driver's exception, which SQLAlchemy wraps."""
 
 
 def failed_read(error: BaseException) -> logging.LogRecord:
@@ -38,3 +44,15 @@ def test_other_failures_keep_their_traceback() -> None:
     formatted = logging.Formatter("%(message)s").format(record)
     assert formatted.startswith("Message fetch error\nTraceback")
     assert "KeyError: 'data'" in formatted
+
+
+def test_a_database_error_is_told_without_its_sql_or_values() -> None:
+    error = OperationalError(
+        "INSERT INTO tasks (name) VALUES ($1)",
+        {"name": "confidential-task"},
+        LockNotAvailable("canceling statement due to lock timeout\nDETAIL: ..."),
+    )
+
+    told = brief(error)
+
+    assert told == "LockNotAvailable: canceling statement due to lock timeout"

@@ -87,3 +87,14 @@ def database_unavailable(error: BaseException) -> bool:
         sqlstate = str(getattr(error.orig, "sqlstate", "") or "")
         return error.connection_invalidated or sqlstate.startswith(_TRANSIENT_SQLSTATES)
     return False
+
+
+def brief(error: BaseException) -> str:
+    """A database error in one line, without the SQL and the values it carried.
+
+    SQLAlchemy's message repeats the statement and its parameters, which make a
+    warning many lines long and copy task data into the log.
+    """
+    original = getattr(error, "orig", None) or error
+    lines = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {lines[0] if lines else ''}"

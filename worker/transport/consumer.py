@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from contracts.streams import DEAD_LETTER_STREAM, QUERY_STREAM
-from worker.repository.database import database_unavailable
+from worker.repository.database import brief, database_unavailable
 from worker.repository.unit_of_work import UnitOfWorkFactory
 from worker.service.batches import Command, Rejected, apply_batch
 from worker.service.outcomes import Outcome, exhausted, internal
@@ -161,9 +161,9 @@ class CommandConsumer:
                 if not database_unavailable(error):
                     raise
                 logger.warning(
-                    "database unavailable (%s); batch of %d entries waits, "
-                    "retry in %.1fs",
-                    error,
+                    "database unavailable or locked (%s); batch of %d entries "
+                    "waits, retry in %.1fs",
+                    brief(error),
                     len(commands) + len(rejected),
                     delay_s,
                 )

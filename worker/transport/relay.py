@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from contracts.streams import DATA_FIELD
-from worker.repository.database import database_unavailable
+from worker.repository.database import brief, database_unavailable
 from worker.repository.unit_of_work import UnitOfWorkFactory
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class EventRelay:
                     level,
                     "event relay waiting: %s (%s); retry in %.1fs",
                     waiting_for,
-                    error,
+                    brief(error),
                     backoff_s,
                     exc_info=level >= logging.ERROR,
                 )
