@@ -1,6 +1,7 @@
 """The running worker's resources, opened at startup and closed at shutdown."""
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,7 @@ class WorkerRuntime:
         self._relay: EventRelay | None = None
         self._recovery: PendingRecovery | None = None
         self._background: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
 
     @property
     def consumer(self) -> CommandConsumer:
@@ -79,7 +81,10 @@ class WorkerRuntime:
         )
         await self._start_recovery(self._consumer)
         departed = DepartedConsumers(self._redis, settings.group, settings.consumer)
-        self._spawn(_housekeeping(new_unit_of_work, departed, settings), "housekeeping")
+        self._spawn(
+            _housekeeping(new_unit_of_work, departed, settings, self._stopping),
+            "housekeeping",
+        )
         logger.info(
             "worker connected group=%s consumer=%s redis=%s database=%s",
             settings.group,
@@ -94,9 +99,9 @@ class WorkerRuntime:
             self._recovery.stop()
         if self._relay is not None:
             await self._relay.stop()
-        for task in self._background:
-            if task.get_name() == "housekeeping":
-                task.cancel()
+        # Housekeeping finishes the pass in hand rather than being cancelled: a
+        # database call cancelled midway can leave its connection unusable.
+        self._stopping.set()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._flush_outbox()
 
@@ -209,8 +214,9 @@ async def _housekeeping(
     new_unit_of_work: UnitOfWorkFactory,
     departed: DepartedConsumers,
     settings: WorkerSettings,
+    stopping: asyncio.Event,
 ) -> None:
-    while True:
+    while not stopping.is_set():
         try:
             await forget_expired(new_unit_of_work, settings)
         except Exception as error:
@@ -223,4 +229,5 @@ async def _housekeeping(
             await departed.forget(COMMAND_STREAMS)
         except (RedisError, OSError) as error:
             logger.warning("housekeeping skipped: redis unavailable (%s)", error)
-        await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), HOUSEKEEPING_INTERVAL_S)
